@@ -1,0 +1,222 @@
+"""Trainable filterbank front end: SincNet band-pass filters initialised on a Mel or a MIDI grid.
+
+Shi, Cooper & Yamagishi (TASLP 2022) call it the *transform layer*: SpeechBrain's
+``SincConv`` (Ravanelli & Bengio 2018) whose two learnable parameters per filter,
+the low cut-off and the bandwidth, start either mel-spaced (``transMel``) or one
+filter per MIDI semitone (``transMIDI``).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from speechbrain.nnet.CNN import SincConv
+
+INIT_TYPES = ("mel", "midi")
+OUTPUTS = ("signed", "log_energy")
+
+
+def midi_to_hz(note):
+    """Equal-tempered frequency of a (possibly fractional) MIDI note number, A4 = 69 = 440 Hz.
+
+    Example
+    -------
+    >>> float(midi_to_hz(torch.tensor(69.0)))
+    440.0
+    """
+    return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
+
+
+def midi_band_edges(n_filters, lowest_note=0, sample_rate=16000):
+    """Band edges of one filter per MIDI note ``k``: ``[midi_to_hz(k-1), midi_to_hz(k+1)]``.
+
+    The upper edge is clamped just below Nyquist, so the geometric centre of every
+    unclamped band is the note's own frequency ``440 * 2**((k - 69) / 12)``.
+
+    Arguments
+    ---------
+    n_filters : int
+        Number of notes, from ``lowest_note`` upwards (the paper: 122, notes 0..121).
+    lowest_note : int
+        MIDI number of the first filter.
+    sample_rate : int
+        Sampling rate in Hz; bands stop below ``sample_rate / 2``.
+
+    Returns
+    -------
+    low, high : torch.Tensor
+        [n_filters] lower and upper edges in Hz.
+
+    Example
+    -------
+    >>> low, high = midi_band_edges(122)
+    >>> round(float((low[69] * high[69]).sqrt()), 3)
+    440.0
+    >>> bool(high.max() < 8000)
+    True
+    """
+    notes = torch.arange(lowest_note, lowest_note + n_filters, dtype=torch.float64)
+    nyquist = sample_rate / 2.0
+    low = midi_to_hz(notes - 1.0)
+    high = midi_to_hz(notes + 1.0).clamp(max=nyquist * 0.999)
+    low = torch.minimum(low, high * 0.999)
+    return low.float(), high.float()
+
+
+class TransformLayer(SincConv):
+    """SincConv filterbank on the raw waveform, mel- or MIDI-initialised.
+
+    Each filter is a windowed-sinc band-pass whose low cut-off and bandwidth are
+    learnt (SpeechBrain's ``SincConv``); only the initial grid differs:
+
+    * ``init_type="mel"``: SpeechBrain's own mel spacing from ``min_low_hz`` to Nyquist.
+    * ``init_type="midi"``: filter ``k`` spans the semitones either side of MIDI note
+      ``lowest_note + k`` (see :func:`midi_band_edges`).
+
+    Two outputs, chosen by ``output``:
+
+    * ``"signed"``: the filter outputs themselves, decimated by ``stride``, as the
+      paper's code feeds them to the ResNet.
+    * ``"log_energy"``: log of each filter's energy per frame (rectified and
+      log-compressed). It is computed in the frequency domain, which Parseval makes
+      equivalent to filtering and summing the squared output over a frame window,
+      at a fraction of a stride-1 convolution's cost: ``|STFT|^2`` (Hann window of
+      ``kernel_size`` samples, hop ``stride``) weighted by each sinc filter's
+      squared magnitude response. Gradients still reach the cut-offs.
+
+    Arguments
+    ---------
+    out_channels : int
+        Number of filters (the paper: 122).
+    kernel_size : int
+        Filter length in samples, odd (the paper: 801 = 50 ms at 16 kHz).
+    stride : int
+        Hop between output frames in samples (the paper: 192 = 12 ms).
+    sample_rate : int
+        Sampling rate of the input in Hz.
+    init_type : str
+        ``"mel"`` or ``"midi"``.
+    output : str
+        ``"signed"`` or ``"log_energy"``.
+    min_low_hz : float
+        Lowest possible low cut-off in Hz (the paper: 5).
+    min_band_hz : float
+        Smallest possible bandwidth in Hz (the paper: 5).
+    lowest_note : int
+        MIDI number of the first filter when ``init_type="midi"``.
+    log_floor : float
+        Added to energies before the log, so silence maps to a finite value.
+
+    Example
+    -------
+    >>> layer = TransformLayer(out_channels=40, kernel_size=401, stride=160)
+    >>> layer(torch.rand(2, 16000)).shape
+    torch.Size([2, 100, 40])
+    >>> layer = TransformLayer(out_channels=40, kernel_size=401, stride=160, output="signed")
+    >>> layer(torch.rand(2, 16001)).shape
+    torch.Size([2, 101, 40])
+    """
+
+    def __init__(
+        self,
+        out_channels=122,
+        kernel_size=801,
+        stride=192,
+        sample_rate=16000,
+        init_type="mel",
+        output="log_energy",
+        min_low_hz=5.0,
+        min_band_hz=5.0,
+        lowest_note=0,
+        log_floor=1e-6,
+    ):
+        if init_type not in INIT_TYPES:
+            raise ValueError(f"init_type must be one of {INIT_TYPES}, got {init_type!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        # Read by _init_sinc_conv, which SincConv.__init__ calls.
+        self.init_type = init_type
+        self.lowest_note = lowest_note
+        super().__init__(
+            out_channels=out_channels,
+            kernel_size=kernel_size,
+            in_channels=1,
+            stride=stride,
+            padding="same",
+            sample_rate=sample_rate,
+            min_low_hz=min_low_hz,
+            min_band_hz=min_band_hz,
+        )
+        self.output = output
+        self.log_floor = log_floor
+        self.n_fft = 2 ** math.ceil(math.log2(kernel_size))
+        self.register_buffer(
+            "stft_window", torch.hann_window(kernel_size), persistent=False
+        )
+
+    def _init_sinc_conv(self):
+        """Sets the learnable ``low_hz_``/``band_hz_`` [out_channels, 1] from the chosen grid."""
+        super()._init_sinc_conv()  # mel grid, window and time axis
+        if self.init_type == "midi":
+            low, high = midi_band_edges(
+                self.out_channels, self.lowest_note, self.sample_rate
+            )
+            # SincConv adds min_low_hz / min_band_hz back in _get_sinc_filters.
+            # Bands of the lowest notes are narrower than min_band_hz; they start at it.
+            low_param = (low - self.min_low_hz).clamp(min=0.0)
+            band_param = (high - low - self.min_band_hz).clamp(min=0.0)
+            self.low_hz_ = torch.nn.Parameter(low_param.unsqueeze(1))
+            self.band_hz_ = torch.nn.Parameter(band_param.unsqueeze(1))
+
+    def band_edges(self):
+        """Current (low, high) cut-offs in Hz, each [out_channels], as the filters use them."""
+        low = self.min_low_hz + torch.abs(self.low_hz_)
+        high = torch.clamp(
+            low + self.min_band_hz + torch.abs(self.band_hz_),
+            self.min_low_hz,
+            self.sample_rate / 2,
+        )
+        return low[:, 0], high[:, 0]
+
+    def forward(self, wavs):
+        """Filters a batch of waveforms.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            [batch, samples] waveforms.
+
+        Returns
+        -------
+        torch.Tensor
+            [batch, ceil(samples / stride), out_channels] features.
+        """
+        if wavs.ndim != 2:
+            raise ValueError(f"expected [batch, samples] waveforms, got shape {tuple(wavs.shape)}")
+        if self.output == "signed":
+            return super().forward(wavs)
+        return self._log_energy(wavs)
+
+    def _log_energy(self, wavs):
+        """[batch, samples] -> [batch, frames, out_channels] log filter energies."""
+        self.device = wavs.device
+        # Same framing as the signed output: frame t is centred on sample t * stride,
+        # giving ceil(samples / stride) frames (torch.stft centres the window in n_fft).
+        pad = self.n_fft // 2
+        wavs = F.pad(wavs.unsqueeze(1), (pad, pad - 1), mode="reflect").squeeze(1)
+        spec = torch.stft(
+            wavs,
+            n_fft=self.n_fft,
+            hop_length=self.stride,
+            win_length=self.kernel_size,
+            window=self.stft_window,
+            center=False,
+            return_complex=True,
+        )  # [batch, bins, frames]
+        power = spec.real**2 + spec.imag**2
+        filters = self._get_sinc_filters()[:, 0, :]  # [out_channels, kernel_size]
+        response = torch.fft.rfft(filters, n=self.n_fft).abs() ** 2  # [out, bins]
+        energy = torch.matmul(power.transpose(1, 2), response.t()) / self.n_fft
+        return torch.log(energy + self.log_floor)

@@ -1,0 +1,192 @@
+"""Open-set instrument verification: the trial protocol, cosine scoring, EER and minDCF.
+
+The protocol follows Shi et al. (2022): an instrument is *enrolled* by the mean
+embedding of a few randomly drawn notes; every other note of the evaluation set
+is a test segment, scored by cosine similarity against enrolments of its own
+instrument (target trials) and of other instruments (non-target trials). Trials
+are drawn once with a fixed seed and written to disk, so runs are comparable.
+
+Files, in SpeechBrain's verification-list spirit:
+
+* ``enrolments.txt``: ``<enrol_id> <note_id> <note_id> ...`` per line.
+* ``trials.txt``: ``<label> <enrol_id> <test_note_id>`` per line, label 1 = target.
+"""
+
+import collections
+import random
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_curve
+
+from timbre_lobes.atomic import atomic_open
+
+
+def make_trials(
+    note_instruments,
+    enrol_notes=5,
+    enrolments_per_instrument=20,
+    targets_per_note=20,
+    nontargets_per_note=20,
+    seed=1234,
+):
+    """Draws enrolments and trials for an evaluation set.
+
+    Each instrument with more than ``enrol_notes`` notes gets
+    ``enrolments_per_instrument`` enrolments of ``enrol_notes`` distinct random
+    notes. Each note then gives up to ``targets_per_note`` target trials against
+    its own instrument's enrolments that do not contain it, and
+    ``nontargets_per_note`` non-target trials against random enrolments of other
+    instruments.
+
+    Arguments
+    ---------
+    note_instruments : dict
+        note id -> instrument label.
+    enrol_notes, enrolments_per_instrument, targets_per_note, nontargets_per_note : int
+        Protocol sizes (the paper: 5 notes per enrolment, about 20 + 20 trials per note).
+    seed : int
+        Seed of the draw; the same inputs and seed give the same trials.
+
+    Returns
+    -------
+    enrolments : dict
+        enrol id -> list of note ids.
+    trials : list of (int, str, str)
+        (label, enrol id, test note id).
+
+    Example
+    -------
+    >>> notes = {f"{i}-{n}": i for i in "abc" for n in range(8)}
+    >>> enrol, trials = make_trials(notes, enrolments_per_instrument=4, targets_per_note=3)
+    >>> len(enrol), sum(t[0] for t in trials) == 3 * 24
+    (12, True)
+    """
+    if enrol_notes < 1:
+        raise ValueError("enrol_notes must be at least 1")
+    rng = random.Random(seed)
+    by_instrument = collections.defaultdict(list)
+    for note_id in sorted(note_instruments):
+        by_instrument[note_instruments[note_id]].append(note_id)
+    eligible = sorted(i for i, notes in by_instrument.items() if len(notes) > enrol_notes)
+    if len(eligible) < 2:
+        raise ValueError(
+            f"verification needs at least 2 instruments with more than {enrol_notes} notes; "
+            f"found {len(eligible)}"
+        )
+    enrolments = {}
+    enrol_of = collections.defaultdict(list)
+    for instrument in eligible:
+        for k in range(enrolments_per_instrument):
+            enrol_id = f"{instrument}#enrol{k:02d}"
+            enrolments[enrol_id] = sorted(rng.sample(by_instrument[instrument], enrol_notes))
+            enrol_of[instrument].append(enrol_id)
+    trials = []
+    for instrument in eligible:
+        others = [e for other in eligible if other != instrument for e in enrol_of[other]]
+        for note_id in by_instrument[instrument]:
+            own = [e for e in enrol_of[instrument] if note_id not in enrolments[e]]
+            for enrol_id in rng.sample(own, min(targets_per_note, len(own))):
+                trials.append((1, enrol_id, note_id))
+            for enrol_id in rng.sample(others, min(nontargets_per_note, len(others))):
+                trials.append((0, enrol_id, note_id))
+    return enrolments, trials
+
+
+def write_trials(enrolments, trials, enrol_path, trials_path):
+    """Writes enrolments and trials atomically in the formats of the module docstring."""
+    with atomic_open(enrol_path) as handle:
+        for enrol_id, notes in enrolments.items():
+            handle.write(" ".join([enrol_id, *notes]) + "\n")
+    with atomic_open(trials_path) as handle:
+        for label, enrol_id, note_id in trials:
+            handle.write(f"{label} {enrol_id} {note_id}\n")
+
+
+def read_trials(enrol_path, trials_path):
+    """Reads what :func:`write_trials` wrote; returns ``(enrolments, trials)``."""
+    enrolments = {}
+    with open(enrol_path) as handle:
+        for line in handle:
+            fields = line.split()
+            if fields:
+                enrolments[fields[0]] = fields[1:]
+    trials = []
+    with open(trials_path) as handle:
+        for line in handle:
+            fields = line.split()
+            if fields:
+                trials.append((int(fields[0]), fields[1], fields[2]))
+    return enrolments, trials
+
+
+def score_trials(embeddings, enrolments, trials):
+    """Cosine scores of every trial.
+
+    Arguments
+    ---------
+    embeddings : dict
+        note id -> [emb_dim] tensor or array.
+    enrolments : dict
+        enrol id -> list of note ids; an enrolment's model is the mean of its
+        notes' length-normalised embeddings.
+    trials : list of (label, enrol id, note id)
+
+    Returns
+    -------
+    labels : np.ndarray
+        [n_trials] 0/1.
+    scores : np.ndarray
+        [n_trials] cosine similarities.
+    """
+    note_ids = sorted(embeddings)
+    note_index = {n: i for i, n in enumerate(note_ids)}
+    notes = torch.nn.functional.normalize(
+        torch.stack([torch.as_tensor(embeddings[n]).float().flatten() for n in note_ids]), dim=1
+    )
+    enrol_ids = list(enrolments)
+    enrol_index = {e: i for i, e in enumerate(enrol_ids)}
+    members = [[note_index[n] for n in enrolments[e]] for e in enrol_ids]
+    models = torch.stack([notes[idx].mean(dim=0) for idx in members])
+    models = torch.nn.functional.normalize(models, dim=1)
+    e_idx = torch.tensor([enrol_index[t[1]] for t in trials])
+    n_idx = torch.tensor([note_index[t[2]] for t in trials])
+    scores = (models[e_idx] * notes[n_idx]).sum(dim=1)
+    labels = np.array([t[0] for t in trials], dtype=np.int64)
+    return labels, scores.numpy()
+
+
+def eer_and_min_dcf(labels, scores, p_target=0.01, c_miss=1.0, c_fa=1.0):
+    """Equal error rate and minimum detection cost, from a ROC curve in O(n log n).
+
+    SpeechBrain's ``EER``/``minDCF`` compare every score against every threshold
+    (quadratic memory); tens of thousands of trials need the sorted version.
+
+    Returns
+    -------
+    dict
+        ``eer`` (fraction), ``eer_threshold``, ``min_dcf`` (normalised, as
+        SpeechBrain's), ``min_dcf_threshold``.
+
+    Example
+    -------
+    >>> stats = eer_and_min_dcf(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.5, 0.1]))
+    >>> stats["eer"]
+    0.5
+    """
+    labels = np.asarray(labels)
+    if labels.min() == labels.max():
+        raise ValueError("EER needs both target and non-target trials")
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    fnr = 1.0 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    eer = float((fnr[i] + fpr[i]) / 2.0)
+    dcf = c_miss * fnr * p_target + c_fa * fpr * (1.0 - p_target)
+    j = int(np.argmin(dcf))
+    norm = min(c_miss * p_target, c_fa * (1.0 - p_target))
+    return {
+        "eer": eer,
+        "eer_threshold": float(thresholds[i]),
+        "min_dcf": float(dcf[j] / norm),
+        "min_dcf_threshold": float(thresholds[j]),
+    }
