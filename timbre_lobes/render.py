@@ -5,8 +5,8 @@ instrument. Its notes are rendered offline with FluidSynth, like NSynth's: 16 kH
 mono 16-bit wav files of exactly 4 s, the key held for 3 s and released for the
 last second, reverb and chorus off, at a fixed gain (so velocity still changes
 the loudness). Pitches lie on a grid of ``pitch_step`` semitones through middle C
-within MIDI 21-108; a note whose RMS is below ``silence_dbfs`` is outside the
-preset's playable range and is skipped (and counted).
+within MIDI 21-108; a note whose loudest 50 ms stay below ``silence_dbfs`` is
+outside the preset's playable range and is skipped (and counted).
 
 The output is what ``nsynth_prepare`` reads for the real NSynth release::
 
@@ -82,8 +82,12 @@ HIGHEST_PITCH = 108
 PITCH_ANCHOR = 60
 #: NSynth's velocities.
 NSYNTH_VELOCITIES = (25, 50, 75, 100, 127)
-#: Notes quieter than this (RMS, dB re full scale) are skipped as silent.
-SILENCE_DBFS = -60.0
+#: Notes whose loudest frame has a lower RMS (dB re full scale) are skipped as
+#: silent. Unplayable notes render as dither noise, near -100 dBFS, while the
+#: quietest playable ones (a piano's top key at velocity 25) reach about -60.
+SILENCE_DBFS = -70.0
+#: Frame length of that loudness measure.
+SILENCE_FRAME_SECONDS = 0.05
 #: FluidSynth gain (its default is 0.2). The loudest velocity-127 notes of the
 #: Debian FluidR3_GM, TimGM6mb, OPL-3 and MuseScore_General SoundFonts peak at
 #: 0.87 of full scale with it; louder samples are clipped.
@@ -459,9 +463,18 @@ def _note_metadata(instrument, pitch, velocity):
     return metadata
 
 
-def _dbfs(audio):
-    rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64)))
-    return 20 * np.log10(max(rms, 1e-12) / INT16_FULL_SCALE)
+def loudest_frame_dbfs(audio, sample_rate=SAMPLE_RATE, frame_seconds=SILENCE_FRAME_SECONDS):
+    """RMS of the loudest frame of 16-bit audio, in dB re full scale.
+
+    Example
+    -------
+    >>> round(loudest_frame_dbfs(np.full(16000, 3277, dtype=np.int16)), 1)
+    -20.0
+    """
+    frame = round(frame_seconds * sample_rate)
+    frames = audio[: len(audio) // frame * frame].reshape(-1, frame)
+    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1)).max()
+    return float(20 * np.log10(max(rms, 1 / INT16_FULL_SCALE) / INT16_FULL_SCALE))
 
 
 # One synthesizer per process, kept while consecutive instruments share its SoundFont.
@@ -492,7 +505,7 @@ def _render_instrument(job):
         path = _wav_path(out_dir, instrument, metadata["note_str"])
         if not os.path.exists(path):
             audio = synth.render_note(instrument["bank"], instrument["program"], pitch, velocity)
-            if _dbfs(audio) < job["silence_dbfs"]:
+            if loudest_frame_dbfs(audio) < job["silence_dbfs"]:
                 silent.append(metadata["note_str"])
                 continue
             clipped += int(np.abs(audio.astype(np.int32)).max() >= INT16_FULL_SCALE - 1)
@@ -589,7 +602,8 @@ def render_corpus(
     gain : float
         FluidSynth's master gain.
     silence_dbfs : float
-        Notes with a lower RMS (dB re full scale) are skipped as silent.
+        Notes whose loudest 50 ms have a lower RMS (dB re full scale) are
+        skipped as silent.
     on_note : callable, optional
         Called with each ``note_str`` after its wav is written, in the rendering
         process (it must be picklable when ``workers > 1``).
