@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 from speechbrain.nnet.CNN import SincConv
+from speechbrain.processing.features import InputNormalization
 
 INIT_TYPES = ("mel", "midi")
 OUTPUTS = ("signed", "log_energy")
@@ -220,3 +221,28 @@ class TransformLayer(SincConv):
         response = torch.fft.rfft(filters, n=self.n_fft).abs() ** 2  # [out, bins]
         energy = torch.matmul(power.transpose(1, 2), response.t()) / self.n_fft
         return torch.log(energy + self.log_floor)
+
+
+class GlobalNormalization(InputNormalization):
+    """SpeechBrain's global mean/variance normalisation, safe behind a trainable front end.
+
+    ``InputNormalization`` keeps its running statistics as tensors computed from
+    the input; when the input carries gradients (a learnable filterbank), those
+    statistics keep the graph alive and the next backward pass fails. Here the
+    statistics are updated from a detached copy. Global statistics, not per-note
+    ones: per-note mean normalisation removes much of an instrument's spectral
+    envelope.
+
+    Example
+    -------
+    >>> norm = GlobalNormalization()
+    >>> feats = torch.rand(4, 10, 3, requires_grad=True)
+    >>> for _ in range(2):
+    ...     norm(feats * 2, torch.ones(4)).sum().backward()
+    """
+
+    def __init__(self, update_until_epoch=2, std_norm=True):
+        super().__init__(norm_type="global", std_norm=std_norm, update_until_epoch=update_until_epoch)
+
+    def _update_global_stats(self, x, mask):
+        super()._update_global_stats(x.detach(), mask)

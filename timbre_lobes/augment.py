@@ -1,0 +1,93 @@
+"""Note-level data augmentation that works on single examples (in the data pipeline).
+
+Waveform-level augmentation of whole batches is SpeechBrain's ``Augmenter``,
+configured in the YAML; here is only what it lacks.
+"""
+
+import collections
+import random
+
+import torch
+from speechbrain.dataio.dataio import read_audio
+
+
+def random_crop(signal, crop, max_start):
+    """A ``crop``-sample excerpt starting at a random offset in ``[0, max_start]``.
+
+    Signals shorter than ``crop`` are returned whole (the batch pads them and
+    passes relative lengths).
+
+    Example
+    -------
+    >>> random_crop(torch.arange(10.0), 4, 0).tolist()
+    [0.0, 1.0, 2.0, 3.0]
+    >>> len(random_crop(torch.arange(3.0), 4, 2))
+    3
+    """
+    if len(signal) <= crop:
+        return signal
+    start = random.randint(0, min(len(signal) - crop, max_start))
+    return signal[start : start + crop]
+
+
+def trim_silence(signal, top_db=40.0, frame=400):
+    """Drops leading and trailing frames more than ``top_db`` below the loudest frame.
+
+    Arguments
+    ---------
+    signal : torch.Tensor
+        [samples] waveform.
+    top_db : float
+        Threshold below the peak frame energy, in dB.
+    frame : int
+        Frame length in samples.
+
+    Example
+    -------
+    >>> x = torch.cat([torch.zeros(800), torch.ones(800), torch.zeros(800)])
+    >>> len(trim_silence(x))
+    800
+    """
+    n_frames = len(signal) // frame
+    if n_frames == 0:
+        return signal
+    energy = signal[: n_frames * frame].reshape(n_frames, frame).pow(2).mean(dim=1)
+    level = 10.0 * torch.log10(energy + 1e-12)
+    active = torch.nonzero(level > level.max() - top_db).flatten()
+    return signal[int(active[0]) * frame : (int(active[-1]) + 1) * frame]
+
+
+class NoteStitcher:
+    """The paper's stitching augmentation: a note followed by other notes of its instrument.
+
+    Each call trims the silence of the given note and of ``n_notes - 1`` notes of
+    the same instrument drawn at random, and concatenates them, giving clips
+    longer than one note with several pitches and dynamics of one timbre.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        Training set with ``wav`` and ``instrument`` fields.
+    n_notes : int
+        Notes per stitched clip.
+    top_db : float
+        Silence threshold for trimming.
+    sample_rate : int
+        Unused except for documentation of the clip length; kept for symmetry with the YAML.
+    """
+
+    def __init__(self, dataset, n_notes, top_db=40.0, sample_rate=16000):
+        if n_notes < 2:
+            raise ValueError("stitching needs at least 2 notes per clip")
+        self.n_notes = n_notes
+        self.top_db = top_db
+        self.sample_rate = sample_rate
+        self.wavs_of = collections.defaultdict(list)
+        with dataset.output_keys_as(["wav", "instrument"]):
+            for item in dataset:
+                self.wavs_of[item["instrument"]].append(item["wav"])
+
+    def __call__(self, wav, instrument):
+        """[samples] clip of ``n_notes`` trimmed notes, starting with ``wav``."""
+        others = random.choices(self.wavs_of[instrument], k=self.n_notes - 1)
+        return torch.cat([trim_silence(read_audio(w), self.top_db) for w in [wav, *others]])

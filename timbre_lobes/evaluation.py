@@ -1,0 +1,153 @@
+"""Scoring a trained system: verification EER/minDCF, family identification F1, result files."""
+
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix, f1_score
+
+from timbre_lobes.atomic import write_json
+from timbre_lobes.nsynth_labels import FAMILIES
+from timbre_lobes.verification import eer_and_min_dcf, score_trials
+
+
+class Collector:
+    """Accumulates per-note embeddings and family outputs over evaluation batches."""
+
+    def __init__(self):
+        self.embeddings = {}
+        self.family_pred = []
+        self.family_true = []
+
+    def add(self, ids, embeddings, family_out, family_labels):
+        """Stores a batch.
+
+        Arguments
+        ---------
+        ids : list of str
+        embeddings : torch.Tensor
+            [batch, 1, emb_dim].
+        family_out : torch.Tensor
+            [batch, 1, n_families] scores.
+        family_labels : torch.Tensor
+            [batch, 1] family indices.
+        """
+        embeddings = embeddings.detach().squeeze(1).cpu()
+        for note_id, emb in zip(ids, embeddings):
+            self.embeddings[note_id] = emb
+        self.family_pred.extend(family_out.detach().squeeze(1).argmax(dim=-1).cpu().tolist())
+        self.family_true.extend(family_labels.detach().reshape(-1).cpu().tolist())
+
+
+def family_scores(true, pred):
+    """Family identification: micro-F1, macro-F1 over the families present, confusion matrix.
+
+    Example
+    -------
+    >>> s = family_scores([0, 0, 1, 2], [0, 1, 1, 2])
+    >>> s["family_micro_f1"], round(s["family_macro_f1"], 3)
+    (0.75, 0.778)
+    """
+    present = sorted(set(true))
+    return {
+        "family_micro_f1": float(f1_score(true, pred, average="micro")),
+        "family_macro_f1": float(f1_score(true, pred, labels=present, average="macro", zero_division=0)),
+        "families_present": [FAMILIES[i] for i in present],
+        "family_confusion": confusion_matrix(true, pred, labels=list(range(len(FAMILIES)))).tolist(),
+    }
+
+
+def evaluate_collected(collector, enrolments, trials):
+    """All evaluation figures from collected embeddings and the split's trial list.
+
+    Trials whose notes were not collected (e.g. skipped at preparation) are dropped.
+    EER is in percent, as the paper reports it.
+    """
+    kept = [t for t in trials if t[2] in collector.embeddings
+            and all(n in collector.embeddings for n in enrolments[t[1]])]
+    labels, scores = score_trials(collector.embeddings, enrolments, kept)
+    verification = eer_and_min_dcf(labels, scores)
+    stats = {
+        "EER": 100.0 * verification["eer"],
+        "minDCF": verification["min_dcf"],
+        "eer_threshold": verification["eer_threshold"],
+        "n_target_trials": int(labels.sum()),
+        "n_nontarget_trials": int(len(labels) - labels.sum()),
+        "n_notes": len(collector.embeddings),
+    }
+    stats.update(family_scores(collector.family_true, collector.family_pred))
+    return stats
+
+
+def machine_description(device="cpu"):
+    """CPU model, cores, torch version and the accelerator, for result files."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    desc = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "device": device}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        desc["gpu"] = torch.cuda.get_device_name(0)
+    return desc
+
+
+def results_record(stats, system, seed, wall_seconds, device="cpu", **extra):
+    """One run's results as a JSON-ready dict."""
+    record = {"system": system, "seed": seed, **stats, "wall_seconds": round(wall_seconds, 1)}
+    record.update(extra)
+    record["machine"] = machine_description(device)
+    record["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    return record
+
+
+def save_results(record, output_folder):
+    """Writes ``results.json`` and a family confusion-matrix picture into ``output_folder``."""
+    write_json(os.path.join(output_folder, "results.json"), record)
+    plot_confusion(record["family_confusion"], os.path.join(output_folder, "family_confusion.png"),
+                   title=f"{record['system']}: family identification (test)")
+
+
+def plot_confusion(matrix, path, title=""):
+    """Saves a row-normalised confusion matrix over NSynth's families as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix, dtype=float)
+    rows = matrix.sum(axis=1, keepdims=True)
+    norm = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(FAMILIES)), FAMILIES, rotation=60, ha="right")
+    ax.set_yticks(range(len(FAMILIES)), FAMILIES)
+    ax.set_xlabel("predicted family")
+    ax.set_ylabel("true family")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="share of the true family's notes")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def format_results_table(records):
+    """A markdown table of EER, minDCF and family F1 for several runs (Table 1 of the paper)."""
+    lines = [
+        "| system | EER (%) | minDCF | family micro-F1 | family macro-F1 | wall (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['system']} | {r['EER']:.2f} | {r['minDCF']:.3f} | {r['family_micro_f1']:.3f} "
+            f"| {r['family_macro_f1']:.3f} | {r['wall_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
