@@ -101,8 +101,8 @@ DRUM_BANK = 128
 MIDI_VALUES = 128
 #: The MIDI channel notes are played on (channel 10, index 9, is for drums).
 CHANNEL = 0
-#: FluidSynth renders in blocks of 64 samples; one block flushes a reset.
-RESET_SAMPLES = 64
+#: FluidSynth renders in blocks of 64 samples, and applies events between them.
+BLOCK_SAMPLES = 64
 INT16_FULL_SCALE = 32768
 
 #: ``(path, Debian package)`` of the SoundFonts of the default corpus.
@@ -189,27 +189,44 @@ class SoundFontSynth:
     def render_note(self, bank, program, pitch, velocity):
         """Renders one NSynth-like note and resets the synthesizer.
 
+        The result does not depend on what was rendered before, up to the
+        +-1 LSB dither FluidSynth adds to 16-bit output.
+
         Returns
         -------
         numpy.ndarray
             ``int16`` mono samples, ``NOTE_SECONDS`` long, key held
             ``HOLD_SECONDS``.
         """
+        # FluidSynth ramps a voice's output gain over its first block, starting
+        # from the gain its voice slot had in the previous note; striking the
+        # note for one block first makes that start the same whatever came before.
+        self._note_on(bank, program, pitch, velocity)
+        self._synth.get_samples(BLOCK_SAMPLES)
+        self._reset()
+        total = round(NOTE_SECONDS * self.sample_rate)
+        held = round(HOLD_SECONDS * self.sample_rate)
+        self._note_on(bank, program, pitch, velocity)
+        audio = [self._synth.get_samples(held)]
+        self._synth.noteoff(CHANNEL, pitch)
+        audio.append(self._synth.get_samples(total - held))
+        self._reset()
+        stereo = np.concatenate(audio).reshape(-1, 2).astype(np.float64)
+        return np.round(stereo.mean(axis=1)).astype(np.int16)
+
+    def _note_on(self, bank, program, pitch, velocity):
         if self._synth.program_select(CHANNEL, self._sfid, bank, program) != 0:
             raise ValueError(
                 f"{self.soundfont} has no preset bank {bank} program {program}"
             )
-        total = round(NOTE_SECONDS * self.sample_rate)
-        held = round(HOLD_SECONDS * self.sample_rate)
         self._synth.noteon(CHANNEL, pitch, velocity)
-        audio = [self._synth.get_samples(held)]
-        self._synth.noteoff(CHANNEL, pitch)
-        audio.append(self._synth.get_samples(total - held))
+
+    def _reset(self):
+        # Silencing must be rendered before the reset, or voices survive it.
         self._synth.all_sounds_off(CHANNEL)
+        self._synth.get_samples(BLOCK_SAMPLES)
         self._synth.system_reset()
-        self._synth.get_samples(RESET_SAMPLES)
-        stereo = np.concatenate(audio).reshape(-1, 2).astype(np.float64)
-        return np.round(stereo.mean(axis=1)).astype(np.int16)
+        self._synth.get_samples(BLOCK_SAMPLES)
 
     def close(self):
         """Frees the synthesizer and its samples."""
