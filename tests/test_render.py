@@ -192,16 +192,15 @@ render_corpus([{TIMGM!r}], {str(out_dir)!r}, workers=1, on_note=kill_after, prog
     assert not any((out_dir / f"nsynth-{s}" / "examples.json").exists() for s in SPLITS)
     wavs = list(out_dir.glob("nsynth-*/audio/*.wav"))
     assert len(wavs) == killed_after
-    # A write cut short leaves only a partial file, which must not survive.
-    partial = wavs[0].parent / "keyboard_acoustic_002-060-050.wav.partial"
-    partial.write_bytes(b"RIFF")
+    # A write cut short leaves only a temporary file, which must not survive.
+    (wavs[0].parent / ".keyboard_acoustic_002-060-050.wav.k1ll3d.tmp").write_bytes(b"RIFF")
 
     summary = render_corpus([TIMGM], out_dir, workers=2, progress=False, **SMALL)
     clean_dir, clean_summary = small_corpus
     assert summary["rendered_notes"] == sum(clean_summary["notes"].values()) - killed_after
     resumed, clean = load_corpus(out_dir), load_corpus(clean_dir)
     assert resumed == clean
-    assert not list(out_dir.glob("**/*.partial"))
+    assert not list(out_dir.glob("**/.*.tmp"))
     for split, examples in clean.items():
         for name in examples:
             a = read_wav(out_dir / f"nsynth-{split}" / "audio" / f"{name}.wav")

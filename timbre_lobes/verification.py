@@ -167,8 +167,10 @@ def eer_and_min_dcf(labels, scores, p_target=0.01, c_miss=1.0, c_fa=1.0):
     Returns
     -------
     dict
-        ``eer`` (fraction), ``eer_threshold``, ``min_dcf`` (normalised, as
-        SpeechBrain's), ``min_dcf_threshold``.
+        ``eer`` (fraction), ``eer_threshold``, ``min_dcf``, ``min_dcf_threshold``.
+        ``min_dcf`` is normalised by ``min(c_miss * p_target, c_fa * (1 - p_target))``
+        as NIST and the speaker-recognition literature report it (1.0 = no better
+        than always rejecting); SpeechBrain's ``minDCF`` returns it unnormalised.
 
     Example
     -------

@@ -1,0 +1,128 @@
+"""Angular-margin heads and losses; trial protocol and metrics."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
+
+from timbre_lobes.heads import AngularSoftmaxMargin
+from timbre_lobes.verification import (eer_and_min_dcf, make_trials, read_trials, score_trials,
+                                       write_trials)
+
+
+def test_asoftmax_target_logit_matches_sphereface_formula():
+    margin = AngularSoftmaxMargin(margin=4, scale=1.0, lambda_base=0.0, lambda_min=0.0)
+    theta = torch.tensor([0.3, 1.0, 2.0])
+    cos = torch.cos(theta)
+    logits = margin(torch.stack([cos, cos], dim=1), torch.tensor([[1.0, 0.0]] * 3))
+    k = torch.floor(theta * 4 / math.pi)
+    psi = (-1) ** k * torch.cos(4 * theta) - 2 * k
+    torch.testing.assert_close(logits[:, 0], psi, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits[:, 1], cos)  # non-targets untouched
+
+
+def test_asoftmax_margin_penalises_target_and_lambda_anneals():
+    margin = AngularSoftmaxMargin(margin=4, scale=10.0, lambda_base=100.0, lambda_min=5.0, gamma=1.0)
+    cos = torch.tensor([[0.8, 0.1]])
+    target = torch.tensor([[1.0, 0.0]])
+    first = margin.current_lambda()
+    out = margin(cos, target)
+    assert out[0, 0] < 10.0 * 0.8  # psi(theta) < cos(theta): a harder target
+    for _ in range(1000):
+        margin(cos, target)
+    assert margin.current_lambda() == 5.0 < first
+    margin.eval()
+    step = int(margin.step)
+    margin(cos, target)
+    assert int(margin.step) == step  # evaluation does not advance the schedule
+
+
+@pytest.mark.parametrize("loss_fn", [AdditiveAngularMargin(margin=0.2, scale=30), AngularSoftmaxMargin()])
+def test_dual_cosine_heads_learn_both_tasks(loss_fn):
+    torch.manual_seed(0)
+    emb = torch.nn.Linear(8, 16)
+    inst_head, fam_head = Classifier(16, lin_blocks=0, out_neurons=6), Classifier(16, lin_blocks=0, out_neurons=3)
+    inst_loss, fam_loss = LogSoftmaxWrapper(loss_fn), LogSoftmaxWrapper(AdditiveAngularMargin(0.2, 30))
+    x = torch.randn(60, 8)
+    inst = torch.arange(60) % 6
+    fam = inst // 2
+    x = x + 3 * torch.nn.functional.one_hot(inst, 8).float()
+    params = [*emb.parameters(), *inst_head.parameters(), *fam_head.parameters()]
+    opt = torch.optim.Adam(params, lr=0.05)
+    for _ in range(150):
+        e = emb(x).unsqueeze(1)
+        loss = inst_loss(inst_head(e), inst.unsqueeze(1)) + 0.5 * fam_loss(fam_head(e), fam.unsqueeze(1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    e = emb(x).unsqueeze(1)
+    assert (inst_head(e).squeeze(1).argmax(-1) == inst).float().mean() > 0.95
+    assert (fam_head(e).squeeze(1).argmax(-1) == fam).float().mean() > 0.95
+
+
+def _notes(n_instruments=6, per=10):
+    return {f"inst{i}-{n:03d}": f"inst{i}" for i in range(n_instruments) for n in range(per)}
+
+
+def test_trials_follow_the_protocol():
+    notes = _notes()
+    enrol, trials = make_trials(notes, enrol_notes=5, enrolments_per_instrument=20,
+                                targets_per_note=20, nontargets_per_note=20, seed=3)
+    assert len(enrol) == 6 * 20
+    assert all(len(set(v)) == 5 and {notes[n] for n in v} == {k.split("#")[0]} for k, v in enrol.items())
+    for label, enrol_id, note in trials:
+        same = enrol_id.split("#")[0] == notes[note]
+        assert same == bool(label)
+        assert note not in enrol[enrol_id], "a note is never scored against an enrolment containing it"
+    per_note_nontarget = {}
+    for label, _, note in trials:
+        per_note_nontarget[note] = per_note_nontarget.get(note, 0) + (1 - label)
+    assert set(per_note_nontarget.values()) == {20}
+    assert sum(t[0] for t in trials) > 0.5 * len(notes) * 5
+
+
+def test_trials_are_deterministic_and_seeded():
+    notes = _notes()
+    assert make_trials(notes, seed=1) == make_trials(notes, seed=1)
+    assert make_trials(notes, seed=1)[1] != make_trials(notes, seed=2)[1]
+
+
+def test_trials_need_two_instruments():
+    with pytest.raises(ValueError, match="at least 2 instruments"):
+        make_trials({f"a-{i}": "a" for i in range(10)})
+
+
+def test_trials_round_trip_through_files(tmp_path):
+    enrol, trials = make_trials(_notes(3, 8), enrolments_per_instrument=3)
+    write_trials(enrol, trials, tmp_path / "e.txt", tmp_path / "t.txt")
+    assert read_trials(tmp_path / "e.txt", tmp_path / "t.txt") == (enrol, trials)
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_scores_separate_instruments_with_distinct_embeddings():
+    notes = _notes(4, 8)
+    rng = np.random.default_rng(0)
+    centres = {f"inst{i}": rng.standard_normal(16) * 3 for i in range(4)}
+    emb = {n: torch.tensor(centres[i] + rng.standard_normal(16) * 0.5) for n, i in notes.items()}
+    enrol, trials = make_trials(notes, enrolments_per_instrument=5)
+    labels, scores = score_trials(emb, enrol, trials)
+    assert eer_and_min_dcf(labels, scores)["eer"] < 0.02
+    shuffled = dict(zip(emb, rng.permutation(list(emb.values()))))
+    labels, scores = score_trials(shuffled, enrol, trials)
+    assert eer_and_min_dcf(labels, scores)["eer"] > 0.25
+
+
+def test_eer_and_min_dcf_match_speechbrain():
+    from speechbrain.utils.metric_stats import EER, minDCF
+
+    rng = np.random.default_rng(1)
+    pos, neg = rng.normal(1.0, 1.0, 300), rng.normal(-0.5, 1.0, 900)
+    ours = eer_and_min_dcf(np.r_[np.ones(300), np.zeros(900)], np.r_[pos, neg])
+    sb_eer, _ = EER(torch.tensor(pos), torch.tensor(neg))
+    sb_dcf, _ = minDCF(torch.tensor(pos), torch.tensor(neg))
+    assert abs(ours["eer"] - sb_eer) < 0.005
+    assert abs(ours["min_dcf"] * 0.01 - sb_dcf) < 1e-4  # ours is normalised by p_target = 0.01

@@ -1,0 +1,129 @@
+"""Data preparation: real NSynth notes, bad input, idempotence, clear errors."""
+
+import csv
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+from nsynth_prepare import MANIFEST_FIELDS, DataFolderError, prepare_nsynth
+
+from timbre_lobes.nsynth_labels import FAMILIES
+
+
+def read_csv(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_real_nsynth_notes(shared_nsynth, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    os.symlink(shared_nsynth, data / "nsynth-test")
+    manifests = prepare_nsynth(str(data), str(tmp_path / "save"), splits=("test",))
+    rows = read_csv(manifests["test"])
+    with open(os.path.join(shared_nsynth, "examples.json")) as handle:
+        meta = json.load(handle)
+    assert len(rows) == 400
+    assert list(rows[0]) == MANIFEST_FIELDS
+    assert len({r["instrument"] for r in rows}) == 25
+    assert len({r["family"] for r in rows}) == 10
+    for row in rows:
+        m = meta[row["ID"]]
+        assert row["instrument"] == m["instrument_str"]
+        assert row["family"] == m["instrument_family_str"] == FAMILIES[int(row["family_id"])]
+        assert row["source"] == m["instrument_source_str"]
+        assert (int(row["pitch"]), int(row["velocity"])) == (m["pitch"], m["velocity"])
+        assert row["qualities"] == "".join(map(str, m["qualities"]))
+        assert float(row["duration"]) == 4.0
+        assert row["wav"] == f"$data_root/nsynth-test/audio/{row['ID']}.wav"
+    trials = (tmp_path / "save" / "test_trials.txt").read_text().split("\n")
+    assert len([t for t in trials if t.startswith("1 ")]) > 1000
+    report = (tmp_path / "save" / "prepare_report.txt").read_text()
+    assert report.startswith("# 0 notes skipped")
+
+
+def test_bad_wavs_are_reported_and_the_rest_kept(tiny_corpus, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_corpus, data)
+    audio = data / "nsynth-train" / "audio"
+    wavs = sorted(os.listdir(audio))
+    missing, truncated, wrong_rate = (w[:-4] for w in wavs[:3])
+    os.remove(audio / f"{missing}.wav")
+    raw = (audio / f"{truncated}.wav").read_bytes()
+    (audio / f"{truncated}.wav").write_bytes(raw[: len(raw) // 2])
+    sf.write(audio / f"{wrong_rate}.wav", np.zeros(8000), 8000, subtype="PCM_16")
+    manifests = prepare_nsynth(str(data), str(tmp_path / "save"))
+    kept = {r["ID"] for r in read_csv(manifests["train"])}
+    assert len(kept) == len(wavs) - 3
+    assert not kept & {missing, truncated, wrong_rate}
+    report = (tmp_path / "save" / "prepare_report.txt").read_text()
+    assert report.startswith("# 3 notes skipped")
+    assert f"{missing}\t" in report and "missing file" in report
+    assert f"{truncated}\t" in report and "truncated" in report
+    assert f"{wrong_rate}\t" in report and "8000 Hz" in report
+
+
+def test_duplicate_ids_across_splits_are_skipped(tiny_corpus, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_corpus, data)
+    with open(data / "nsynth-train" / "examples.json") as handle:
+        train = json.load(handle)
+    dup = next(iter(train))
+    with open(data / "nsynth-valid" / "examples.json") as handle:
+        valid = json.load(handle)
+    valid[dup] = train[dup]
+    shutil.copy(data / "nsynth-train" / "audio" / f"{dup}.wav", data / "nsynth-valid" / "audio")
+    with open(data / "nsynth-valid" / "examples.json", "w") as handle:
+        json.dump(valid, handle)
+    manifests = prepare_nsynth(str(data), str(tmp_path / "save"))
+    assert dup in {r["ID"] for r in read_csv(manifests["train"])}
+    assert dup not in {r["ID"] for r in read_csv(manifests["valid"])}
+    assert "duplicate note id" in (tmp_path / "save" / "prepare_report.txt").read_text()
+
+
+def test_preparation_is_idempotent_and_redone_when_options_change(tiny_corpus, tmp_path):
+    save = tmp_path / "save"
+    prepare_nsynth(tiny_corpus, str(save))
+    stamp = os.stat(save / "train.csv").st_mtime_ns
+    prepare_nsynth(tiny_corpus, str(save))
+    assert os.stat(save / "train.csv").st_mtime_ns == stamp
+    trials_before = (save / "test_trials.txt").read_text()
+    prepare_nsynth(tiny_corpus, str(save), trial_seed=99)
+    assert (save / "test_trials.txt").read_text() != trials_before
+
+
+def test_half_written_outputs_are_redone(tiny_corpus, tmp_path):
+    save = tmp_path / "save"
+    prepare_nsynth(tiny_corpus, str(save))
+    full = (save / "train.csv").read_text()
+    (save / "train.csv").unlink()  # e.g. a crash between files
+    prepare_nsynth(tiny_corpus, str(save))
+    assert (save / "train.csv").read_text() == full
+
+
+def test_skip_prep_touches_nothing(tmp_path):
+    prepare_nsynth(str(tmp_path / "nowhere"), str(tmp_path / "save"), skip_prep=True)
+    assert not (tmp_path / "save").exists()
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "no_split"])
+def test_missing_or_empty_data_folder_explains_layout(tmp_path, make):
+    folder = tmp_path / "nsynth"
+    if make != "missing":
+        folder.mkdir()
+    if make == "no_split":
+        (folder / "nsynth-train").mkdir()
+    with pytest.raises(DataFolderError, match="nsynth-train/examples.json"):
+        prepare_nsynth(str(folder), str(tmp_path / "save"))
+
+
+def test_half_written_examples_json_is_a_clear_error(tiny_corpus, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_corpus, data)
+    path = data / "nsynth-test" / "examples.json"
+    path.write_text(path.read_text()[:100])
+    with pytest.raises(DataFolderError, match="not valid JSON"):
+        prepare_nsynth(str(data), str(tmp_path / "save"))
