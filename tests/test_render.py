@@ -16,8 +16,19 @@ import numpy as np
 import pytest
 
 from timbre_lobes.__main__ import main
-from timbre_lobes.gm_programs import EXCLUDED_PROGRAMS, GM_PROGRAM_NAMES, gm_family_source
-from timbre_lobes.nsynth_labels import FAMILIES, NOTE_SECONDS, QUALITIES, SAMPLE_RATE, SOURCES, SPLITS
+from timbre_lobes.gm_programs import (
+    EXCLUDED_PROGRAMS,
+    GM_PROGRAM_NAMES,
+    gm_family_source,
+)
+from timbre_lobes.nsynth_labels import (
+    FAMILIES,
+    NOTE_SECONDS,
+    QUALITIES,
+    SAMPLE_RATE,
+    SOURCES,
+    SPLITS,
+)
 from timbre_lobes.render import (
     HOLD_SECONDS,
     SILENCE_DBFS,
@@ -33,11 +44,24 @@ from timbre_lobes.render import (
 FLUID, TIMGM, OPL = default_soundfonts()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NSYNTH_FIELDS = {
-    "note", "note_str", "instrument", "instrument_str", "instrument_family",
-    "instrument_family_str", "instrument_source", "instrument_source_str",
-    "pitch", "velocity", "sample_rate", "qualities", "qualities_str",
+    "note",
+    "note_str",
+    "instrument",
+    "instrument_str",
+    "instrument_family",
+    "instrument_family_str",
+    "instrument_source",
+    "instrument_source_str",
+    "pitch",
+    "velocity",
+    "sample_rate",
+    "qualities",
+    "qualities_str",
 }
-NOTE_STR = re.compile(r"^(?P<instrument>(?P<family>\w+?)_(?P<source>[a-z]+)_\d{3})-(?P<pitch>\d{3})-(?P<velocity>\d{3})$")
+NOTE_STR = re.compile(
+    r"^(?P<instrument>(?P<family>\w+?)_(?P<source>[a-z]+)_\d{3})"
+    r"-(?P<pitch>\d{3})-(?P<velocity>\d{3})$"
+)
 # Three keyboards (one per split), two strings and a flute, at pitches 36, 60, 84
 # and 108. TimGM6mb's whistle (78) is silent at MIDI 83-101: its pitch 84 is skipped.
 SMALL = dict(programs=[0, 1, 3, 40, 41, 78], pitch_step=24, velocities=[50, 127])
@@ -48,7 +72,8 @@ DITHER_LSB = 2
 
 def read_wav(path):
     with wave.open(str(path)) as f:
-        assert (f.getnchannels(), f.getsampwidth(), f.getframerate()) == (1, 2, SAMPLE_RATE)
+        assert f.getnchannels() == 1 and f.getsampwidth() == 2
+        assert f.getframerate() == SAMPLE_RATE
         return np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
 
 
@@ -74,33 +99,40 @@ def small_corpus(tmp_path_factory):
 def test_layout_and_metadata(small_corpus):
     out_dir, summary = small_corpus
     corpus = load_corpus(out_dir)
+    extra_fields = {"soundfont", "bank", "program", "preset_name"}
     instruments = {}
     for split, examples in corpus.items():
         assert examples, f"empty {split}"
         for name, meta in examples.items():
-            assert NSYNTH_FIELDS | {"soundfont", "bank", "program", "preset_name"} == set(meta)
+            assert set(meta) == NSYNTH_FIELDS | extra_fields
             parsed = NOTE_STR.match(name)
             assert meta["note_str"] == name
             assert meta["instrument_str"] == parsed["instrument"]
-            assert (meta["pitch"], meta["velocity"]) == (int(parsed["pitch"]), int(parsed["velocity"]))
-            assert meta["instrument_family_str"] == parsed["family"] == FAMILIES[meta["instrument_family"]]
-            assert meta["instrument_source_str"] == parsed["source"] == SOURCES[meta["instrument_source"]]
-            assert (meta["instrument_family_str"], meta["instrument_source_str"]) == gm_family_source(meta["program"])
-            assert meta["qualities"] == [0] * len(QUALITIES) and meta["qualities_str"] == []
-            assert meta["sample_rate"] == SAMPLE_RATE and meta["soundfont"] == "TimGM6mb.sf2"
-            audio = read_wav(os.path.join(out_dir, f"nsynth-{split}", "audio", f"{name}.wav"))
+            assert meta["pitch"] == int(parsed["pitch"])
+            assert meta["velocity"] == int(parsed["velocity"])
+            family = meta["instrument_family_str"]
+            source = meta["instrument_source_str"]
+            assert family == parsed["family"] == FAMILIES[meta["instrument_family"]]
+            assert source == parsed["source"] == SOURCES[meta["instrument_source"]]
+            assert (family, source) == gm_family_source(meta["program"])
+            assert meta["qualities"] == [0] * len(QUALITIES)
+            assert meta["qualities_str"] == []
+            assert meta["sample_rate"] == SAMPLE_RATE
+            assert meta["soundfont"] == "TimGM6mb.sf2"
+            audio = read_wav(out_dir / f"nsynth-{split}" / "audio" / f"{name}.wav")
             assert len(audio) == NOTE_SAMPLES
             assert loudest_frame_dbfs(audio) > SILENCE_DBFS
-            instruments.setdefault(meta["instrument_str"], set()).add((split, meta["instrument"]))
-    notes = [meta["note"] for examples in corpus.values() for meta in examples.values()]
-    assert len(set(notes)) == len(notes)
+            key = (split, meta["instrument"])
+            instruments.setdefault(meta["instrument_str"], set()).add(key)
     # One split and one instrument number per instrument_str, and vice versa.
-    assert all(len(v) == 1 for v in instruments.values())
-    assert len({next(iter(v))[1] for v in instruments.values()}) == len(instruments) == len(SMALL["programs"])
+    assert all(len(keys) == 1 for keys in instruments.values())
+    numbers = {number for keys in instruments.values() for _, number in keys}
+    assert len(numbers) == len(instruments) == len(SMALL["programs"])
     assert summary["notes"] == {split: len(corpus[split]) for split in SPLITS}
     assert summary["silent_notes"] == len(SMALL["velocities"])
-    whistle = {m["pitch"] for e in corpus.values() for m in e.values() if m["program"] == 78}
-    assert whistle == {36, 60, 108}
+    metas = [meta for examples in corpus.values() for meta in examples.values()]
+    assert len({m["note"] for m in metas}) == len(metas)
+    assert {m["pitch"] for m in metas if m["program"] == 78} == {36, 60, 108}
 
 
 def test_note_is_held_then_released():
@@ -126,12 +158,17 @@ def test_gm_table():
     for program in range(128):
         family_source = gm_family_source(program)
         if program in documented_exclusions:
-            assert family_source is None and gm_family_source(program, synthetic=True) is None
+            assert (
+                family_source is None
+                and gm_family_source(program, synthetic=True) is None
+            )
         else:
             family, source = family_source
             assert family in FAMILIES and source in SOURCES
             assert gm_family_source(program, synthetic=True) == (family, "synthetic")
-    assert {gm_family_source(p)[0] for p in set(range(128)) - documented_exclusions} == set(FAMILIES)
+    assert {
+        gm_family_source(p)[0] for p in set(range(128)) - documented_exclusions
+    } == set(FAMILIES)
     assert gm_family_source(4) == ("keyboard", "electronic")
     assert gm_family_source(47) == ("mallet", "acoustic")
     assert gm_family_source(38) == ("bass", "synthetic")
@@ -145,24 +182,44 @@ def test_gm_table():
 def test_splits():
     plan = plan_corpus([FLUID, TIMGM, OPL], seed=7)
     assert plan == plan_corpus([FLUID, TIMGM, OPL], seed=7)
-    assert [i["split"] for i in plan] != [i["split"] for i in plan_corpus([FLUID, TIMGM, OPL], seed=8)]
-    assert len({i["instrument_str"] for i in plan}) == len({i["instrument"] for i in plan}) == len(plan)
+    assert [i["split"] for i in plan] != [
+        i["split"] for i in plan_corpus([FLUID, TIMGM, OPL], seed=8)
+    ]
+    assert (
+        len({i["instrument_str"] for i in plan})
+        == len({i["instrument"] for i in plan})
+        == len(plan)
+    )
     for family in FAMILIES:
         splits = [i["split"] for i in plan if i["instrument_family_str"] == family]
         assert set(splits) == set(SPLITS), family
     # Variant banks are instruments of their program's family.
-    mandolin = [i for i in plan if (i["soundfont"], i["bank"], i["program"]) == ("FluidR3_GM.sf2", 16, 25)]
+    mandolin = [
+        i
+        for i in plan
+        if (i["soundfont"], i["bank"], i["program"]) == ("FluidR3_GM.sf2", 16, 25)
+    ]
     assert [i["instrument_family_str"] for i in mandolin] == ["guitar"]
-    assert all(i["instrument_source_str"] == "synthetic" for i in plan if i["soundfont"] == "OPL-3_FM_128M.sf2")
+    assert all(
+        i["instrument_source_str"] == "synthetic"
+        for i in plan
+        if i["soundfont"] == "OPL-3_FM_128M.sf2"
+    )
     assert not any(i["bank"] == 128 or i["program"] in EXCLUDED_PROGRAMS for i in plan)
-    sizes = [[assign_splits(["a"] * n, seed=0).count(s) for s in SPLITS] for n in (1, 2, 3, 10)]
+    sizes = [
+        [assign_splits(["a"] * n, seed=0).count(s) for s in SPLITS]
+        for n in (1, 2, 3, 10)
+    ]
     assert sizes == [[1, 0, 0], [1, 0, 1], [1, 1, 1], [8, 1, 1]]
 
 
 def test_leave_one_soundfont_out(tmp_path):
-    main(["render", "--soundfont", TIMGM, "--soundfont", OPL, "--out", str(tmp_path),
-          "--programs", "0", "1", "40", "--pitch-step", "48", "--velocities", "100",
-          "--leave-out", "OPL-3_FM_128M", "--workers", "1"])
+    options = "--programs 0 1 40 --pitch-step 48 --velocities 100 --workers 1"
+    main(
+        ["render", "--soundfont", TIMGM, "--soundfont", OPL, "--out", str(tmp_path)]
+        + options.split()
+        + ["--leave-out", "OPL-3_FM_128M"]
+    )
     corpus = load_corpus(tmp_path)
     soundfonts = {s: {m["soundfont"] for m in corpus[s].values()} for s in SPLITS}
     assert soundfonts["test"] == {"OPL-3_FM_128M.sf2"}
@@ -184,20 +241,26 @@ def kill_after(note):
     written.append(note)
     if len(written) == {killed_after}:
         os.kill(os.getpid(), signal.SIGKILL)
-render_corpus([{TIMGM!r}], {str(out_dir)!r}, workers=1, on_note=kill_after, progress=False, **{SMALL!r})
+render_corpus([{TIMGM!r}], {str(out_dir)!r}, workers=1, on_note=kill_after,
+              progress=False, **{SMALL!r})
 """
     env = dict(os.environ, PYTHONPATH=REPO)
-    process = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)
+    process = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True
+    )
     assert process.returncode == -signal.SIGKILL, process.stderr.decode()
     assert not any((out_dir / f"nsynth-{s}" / "examples.json").exists() for s in SPLITS)
     wavs = list(out_dir.glob("nsynth-*/audio/*.wav"))
     assert len(wavs) == killed_after
     # A write cut short leaves only a temporary file, which must not survive.
-    (wavs[0].parent / ".keyboard_acoustic_002-060-050.wav.k1ll3d.tmp").write_bytes(b"RIFF")
+    leftover = wavs[0].parent / ".keyboard_acoustic_002-060-050.wav.k1ll3d.tmp"
+    leftover.write_bytes(b"RIFF")
 
     summary = render_corpus([TIMGM], out_dir, workers=2, progress=False, **SMALL)
     clean_dir, clean_summary = small_corpus
-    assert summary["rendered_notes"] == sum(clean_summary["notes"].values()) - killed_after
+    assert (
+        summary["rendered_notes"] == sum(clean_summary["notes"].values()) - killed_after
+    )
     resumed, clean = load_corpus(out_dir), load_corpus(clean_dir)
     assert resumed == clean
     assert not list(out_dir.glob("**/.*.tmp"))
@@ -206,7 +269,8 @@ render_corpus([{TIMGM!r}], {str(out_dir)!r}, workers=1, on_note=kill_after, prog
             a = read_wav(out_dir / f"nsynth-{split}" / "audio" / f"{name}.wav")
             b = read_wav(clean_dir / f"nsynth-{split}" / "audio" / f"{name}.wav")
             assert np.abs(a.astype(int) - b).max() <= DITHER_LSB, name
-    assert render_corpus([TIMGM], out_dir, workers=1, progress=False, **SMALL)["rendered_notes"] == 0
+    again = render_corpus([TIMGM], out_dir, workers=1, progress=False, **SMALL)
+    assert again["rendered_notes"] == 0
     with pytest.raises(ValueError, match="other options"):
         render_corpus([TIMGM], out_dir, progress=False, **dict(SMALL, velocities=[50]))
 
@@ -219,7 +283,7 @@ def test_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="could not load SoundFont"):
         render_corpus([not_a_soundfont], tmp_path / "out")
     with pytest.raises(SystemExit) as exit_info:
-        main(["render", "--soundfont", str(tmp_path / "missing.sf2"), "--out", str(tmp_path)])
+        main(["render", "--soundfont", str(tmp_path / "x.sf2"), "--out", str(tmp_path)])
     assert exit_info.value.code == 1
     with pytest.raises(ValueError, match="pitch_step"):
         pitch_grid(21, 108, 0)
@@ -233,7 +297,7 @@ def test_help_documents_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["render", "--help"])
     help_text = capsys.readouterr().out
-    for option in ("--soundfont", "--out", "--programs", "--pitch-step", "--pitch-range",
-                   "--velocities", "--seed", "--fractions", "--leave-out", "--synthetic",
-                   "--workers", "--gain"):
+    options = "--soundfont --out --programs --pitch-step --pitch-range --velocities "
+    options += "--seed --fractions --leave-out --synthetic --workers --gain"
+    for option in options.split():
         assert option in help_text

@@ -45,8 +45,11 @@ renders only the missing notes; other options into the same folder are refused.
 
 The default corpus (``ensure_default_corpus``) renders FluidR3_GM, TimGM6mb and
 the OPL-3 FM SoundFont (334 instruments) every ``DEMO_PITCH_STEP`` semitones at
-``DEMO_VELOCITIES``: about 8,900 notes (1.1 GB) in about 1.5 minutes on 2 CPU
-cores.
+``DEMO_VELOCITIES``: 9,766 notes (7,771 train, 991 valid, 1,004 test; 1.3 GB),
+rendered in 45 s on 2 CPU cores.
+
+Workers are started with ``spawn``: a script calling ``render_corpus`` needs
+the usual ``if __name__ == "__main__":`` guard.
 """
 
 import argparse
@@ -61,6 +64,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
 from tqdm import tqdm
 
+from timbre_lobes.atomic import atomic_open, write_json
 from timbre_lobes.gm_programs import NUM_PROGRAMS, gm_family_source
 from timbre_lobes.nsynth_labels import (
     NOTE_SECONDS,
@@ -118,7 +122,6 @@ DEMO_PITCH_STEP = 6
 DEMO_VELOCITIES = (50, 100)
 
 STATE_DIR = ".render_state"
-PARTIAL_SUFFIX = ".partial"
 
 
 def _import_fluidsynth():
@@ -283,7 +286,9 @@ def _split_sizes(count, fractions):
     return sizes
 
 
-def assign_splits(families, seed=DEFAULT_SEED, fractions=DEFAULT_FRACTIONS, held_out=None):
+def assign_splits(
+    families, seed=DEFAULT_SEED, fractions=DEFAULT_FRACTIONS, held_out=None
+):
     """Assigns instruments to splits, instrument-disjoint and stratified by family.
 
     Arguments
@@ -399,7 +404,9 @@ def plan_corpus(
         synth.close()
         for bank, program, preset_name in presets:
             family_source = gm_family_source(program, synthetic=synthetic)
-            if family_source is None or (programs is not None and program not in programs):
+            if family_source is None or (
+                programs is not None and program not in programs
+            ):
                 continue
             family, source = family_source
             number = numbers.get(family_source, 0)
@@ -435,18 +442,13 @@ def _split_dir(out_dir, split):
 
 
 def _wav_path(out_dir, instrument, name):
-    return os.path.join(_split_dir(out_dir, instrument["split"]), "audio", f"{name}.wav")
+    return os.path.join(
+        _split_dir(out_dir, instrument["split"]), "audio", f"{name}.wav"
+    )
 
 
 def _state_path(out_dir, instrument):
     return os.path.join(out_dir, STATE_DIR, f"{instrument['instrument_str']}.json")
-
-
-def _write_json_atomic(path, data):
-    partial = path + PARTIAL_SUFFIX
-    with open(partial, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(partial, path)
 
 
 def _read_json(path):
@@ -454,20 +456,30 @@ def _read_json(path):
         return json.load(f)
 
 
-def _write_wav_atomic(path, audio, sample_rate):
-    partial = path + PARTIAL_SUFFIX
-    with wave.open(partial, "wb") as f:
+def _write_wav(path, audio, sample_rate):
+    with atomic_open(path, "wb") as handle, wave.open(handle, "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(audio.dtype.itemsize)
         f.setframerate(sample_rate)
         f.writeframes(audio.astype("<i2").tobytes())
-    os.replace(partial, path)
+
+
+def _remove_leftovers(folder):
+    """Removes the temporary files of writes that an interruption cut short."""
+    for name in os.listdir(folder):
+        if name.startswith(".") and name.endswith(".tmp"):
+            os.remove(os.path.join(folder, name))
 
 
 def _note_metadata(instrument, pitch, velocity):
-    family, source = instrument["instrument_family_str"], instrument["instrument_source_str"]
+    family, source = (
+        instrument["instrument_family_str"],
+        instrument["instrument_source_str"],
+    )
     number = int(instrument["instrument_str"].rsplit("_", 1)[1])
-    metadata = {key: value for key, value in instrument.items() if key not in ("soundfont_path", "split")}
+    metadata = {
+        k: v for k, v in instrument.items() if k not in ("soundfont_path", "split")
+    }
     metadata.update(
         note=(instrument["instrument"] * MIDI_VALUES + pitch) * MIDI_VALUES + velocity,
         note_str=note_str(family, source, number, pitch, velocity),
@@ -477,10 +489,12 @@ def _note_metadata(instrument, pitch, velocity):
         qualities=[0] * len(QUALITIES),
         qualities_str=[],
     )
-    return metadata
+    return dict(sorted(metadata.items()))
 
 
-def loudest_frame_dbfs(audio, sample_rate=SAMPLE_RATE, frame_seconds=SILENCE_FRAME_SECONDS):
+def loudest_frame_dbfs(
+    audio, sample_rate=SAMPLE_RATE, frame_seconds=SILENCE_FRAME_SECONDS
+):
     """RMS of the loudest frame of 16-bit audio, in dB re full scale.
 
     Example
@@ -521,18 +535,20 @@ def _render_instrument(job):
         metadata = _note_metadata(instrument, pitch, velocity)
         path = _wav_path(out_dir, instrument, metadata["note_str"])
         if not os.path.exists(path):
-            audio = synth.render_note(instrument["bank"], instrument["program"], pitch, velocity)
+            audio = synth.render_note(
+                instrument["bank"], instrument["program"], pitch, velocity
+            )
             if loudest_frame_dbfs(audio) < job["silence_dbfs"]:
                 silent.append(metadata["note_str"])
                 continue
             clipped += int(np.abs(audio.astype(np.int32)).max() >= INT16_FULL_SCALE - 1)
-            _write_wav_atomic(path, audio, SAMPLE_RATE)
+            _write_wav(path, audio, SAMPLE_RATE)
             rendered += 1
             if job["on_note"] is not None:
                 job["on_note"](metadata["note_str"])
         examples[metadata["note_str"]] = metadata
     state = {"examples": examples, "silent": silent, "clipped": clipped}
-    _write_json_atomic(_state_path(out_dir, instrument), state)
+    write_json(_state_path(out_dir, instrument), state)
     return instrument["instrument"], state, rendered
 
 
@@ -541,7 +557,9 @@ def _is_done(out_dir, instrument):
     if not os.path.isfile(path):
         return None
     state = _read_json(path)
-    if all(os.path.isfile(_wav_path(out_dir, instrument, n)) for n in state["examples"]):
+    if all(
+        os.path.isfile(_wav_path(out_dir, instrument, n)) for n in state["examples"]
+    ):
         return state
     return None
 
@@ -569,14 +587,19 @@ def _check_options(out_dir, options):
     path = os.path.join(out_dir, STATE_DIR, "options.json")
     if os.path.isfile(path):
         previous = _read_json(path)
-        changed = sorted(k for k in options.keys() | previous.keys() if options.get(k) != previous.get(k))
+        changed = sorted(
+            k
+            for k in options.keys() | previous.keys()
+            if options.get(k) != previous.get(k)
+        )
         if changed:
             raise ValueError(
                 f"{out_dir} holds a corpus rendered with other options "
-                f"(different {', '.join(changed)}); render into a new folder or delete it"
+                f"(different {', '.join(changed)}); render into a new folder or "
+                "delete it"
             )
     else:
-        _write_json_atomic(path, options)
+        write_json(path, options)
 
 
 def render_corpus(
@@ -637,10 +660,11 @@ def render_corpus(
     Example
     -------
     >>> import tempfile
-    >>> summary = render_corpus(
-    ...     ["/usr/share/sounds/sf2/TimGM6mb.sf2"], tempfile.mkdtemp(),
-    ...     programs=[0], pitch_step=24, velocities=[100], progress=False,
-    ... )  # doctest: +ELLIPSIS
+    >>> with tempfile.TemporaryDirectory() as out_dir:
+    ...     summary = render_corpus(
+    ...         ["/usr/share/sounds/sf2/TimGM6mb.sf2"], out_dir,
+    ...         programs=[0], pitch_step=24, velocities=[100], progress=False,
+    ...     )  # doctest: +ELLIPSIS
     Rendering 4 notes of 1 instruments ...
     >>> summary["notes"]
     {'train': 4, 'valid': 0, 'test': 0}
@@ -654,7 +678,12 @@ def render_corpus(
         raise ValueError(f"workers must be at least 1, got {workers}")
     soundfonts = [_check_soundfont(path) for path in soundfonts]
     instruments = plan_corpus(
-        soundfonts, programs, seed, fractions, leave_out_soundfonts, synthetic_soundfonts
+        soundfonts,
+        programs,
+        seed,
+        fractions,
+        leave_out_soundfonts,
+        synthetic_soundfonts,
     )
     out_dir = os.fspath(out_dir)
     os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
@@ -707,19 +736,27 @@ def render_corpus(
             rendered += rendered_now
             bar.update(len(notes))
 
-    summary = {"out_dir": out_dir, "instruments": {}, "notes": {}, "rendered_notes": rendered}
+    summary = {
+        "out_dir": out_dir,
+        "instruments": {},
+        "notes": {},
+        "rendered_notes": rendered,
+    }
     for split in SPLITS:
         examples = {}
         for instrument in instruments:
             if instrument["split"] == split:
                 examples.update(states[instrument["instrument"]]["examples"])
         split_dir = _split_dir(out_dir, split)
-        _write_json_atomic(os.path.join(split_dir, "examples.json"), examples)
-        summary["instruments"][split] = len({e["instrument"] for e in examples.values()})
+        write_json(
+            os.path.join(split_dir, "examples.json"), dict(sorted(examples.items()))
+        )
+        summary["instruments"][split] = len(
+            {e["instrument"] for e in examples.values()}
+        )
         summary["notes"][split] = len(examples)
-        for name in os.listdir(os.path.join(split_dir, "audio")):
-            if name.endswith(PARTIAL_SUFFIX):
-                os.remove(os.path.join(split_dir, "audio", name))
+        _remove_leftovers(os.path.join(split_dir, "audio"))
+    _remove_leftovers(os.path.join(out_dir, STATE_DIR))
     summary["silent_notes"] = sum(len(s["silent"]) for s in states.values())
     summary["silent_instruments"] = sum(not s["examples"] for s in states.values())
     summary["clipped_notes"] = sum(s["clipped"] for s in states.values())
@@ -856,7 +893,10 @@ def add_render_parser(subparsers):
         + ")",
     )
     parser.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help="seed of the split draw (default: %(default)s)"
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="seed of the split draw (default: %(default)s)",
     )
     parser.add_argument(
         "--fractions",
@@ -890,7 +930,10 @@ def add_render_parser(subparsers):
         help="parallel processes (default: the CPU cores available)",
     )
     parser.add_argument(
-        "--gain", type=float, default=DEFAULT_GAIN, help="FluidSynth master gain (default: %(default)s)"
+        "--gain",
+        type=float,
+        default=DEFAULT_GAIN,
+        help="FluidSynth master gain (default: %(default)s)",
     )
     parser.set_defaults(func=_render_command)
 
