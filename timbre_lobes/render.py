@@ -46,7 +46,10 @@ renders only the missing notes; other options into the same folder are refused.
 The default corpus (``ensure_default_corpus``) renders FluidR3_GM, TimGM6mb and
 the OPL-3 FM SoundFont (334 instruments) every ``DEMO_PITCH_STEP`` semitones at
 ``DEMO_VELOCITIES``: 9,766 notes (7,771 train, 991 valid, 1,004 test; 1.3 GB),
-rendered in 45 s on 2 CPU cores.
+rendered in 45 s on 2 idle CPU cores (65 CPU-seconds).
+
+MuseScore_General's "Expr." presets stay silent without expression-controller
+input, so their notes are skipped as silent.
 
 Workers are started with ``spawn``: a script calling ``render_corpus`` needs
 the usual ``if __name__ == "__main__":`` guard.
@@ -172,7 +175,12 @@ class SoundFontSynth:
             gain=float(gain),
             samplerate=sample_rate,
             channels=16,
-            **{"synth.reverb.active": 0, "synth.chorus.active": 0},
+            **{
+                "synth.reverb.active": 0,
+                "synth.chorus.active": 0,
+                # Load a preset's samples when it is selected, not all at once.
+                "synth.dynamic-sample-loading": 1,
+            },
         )
         self._sfid = self._synth.sfload(self.soundfont)
         if self._sfid < 0:
@@ -225,11 +233,12 @@ class SoundFontSynth:
         self._synth.noteon(CHANNEL, pitch, velocity)
 
     def _reset(self):
-        # Silencing must be rendered before the reset, or voices survive it.
+        # Notes change no controller, so silencing is all the reset needed; a
+        # system reset would also unselect the preset and unload its samples.
         self._synth.all_sounds_off(CHANNEL)
         self._synth.get_samples(BLOCK_SAMPLES)
-        self._synth.system_reset()
-        self._synth.get_samples(BLOCK_SAMPLES)
+        if self._synth.get_active_voice_count():
+            raise RuntimeError("FluidSynth kept voices playing after all-sounds-off")
 
     def close(self):
         """Frees the synthesizer and its samples."""
