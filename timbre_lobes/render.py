@@ -48,8 +48,8 @@ the OPL-3 FM SoundFont (334 instruments) every ``DEMO_PITCH_STEP`` semitones at
 ``DEMO_VELOCITIES``: 9,766 notes (7,771 train, 991 valid, 1,004 test; 1.3 GB),
 rendered in 45 s on 2 idle CPU cores (65 CPU-seconds).
 
-MuseScore_General's "Expr." presets stay silent without expression-controller
-input, so their notes are skipped as silent.
+MuseScore_General's "Expr." presets are played through the breath controller
+(MIDI CC 2), which notes here leave at 0: they are skipped as silent.
 
 Workers are started with ``spawn``: a script calling ``render_corpus`` needs
 the usual ``if __name__ == "__main__":`` guard.
