@@ -289,6 +289,8 @@ def test_clear_errors(tmp_path):
         pitch_grid(21, 108, 0)
     with pytest.raises(ValueError, match="velocities"):
         render_corpus([TIMGM], tmp_path / "out", velocities=[0])
+    with pytest.raises(ValueError, match="Orchestra Hit"):
+        plan_corpus([TIMGM], programs=[0, 55])
     with pytest.raises(ValueError, match="fractions"):
         assign_splits(["reed"], fractions=(0.5, 0.5, 0.5))
 

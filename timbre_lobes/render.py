@@ -68,7 +68,7 @@ import numpy as np
 from tqdm import tqdm
 
 from timbre_lobes.atomic import atomic_open, write_json
-from timbre_lobes.gm_programs import NUM_PROGRAMS, gm_family_source
+from timbre_lobes.gm_programs import NUM_PROGRAMS, gm_family_source, gm_program_name
 from timbre_lobes.nsynth_labels import (
     NOTE_SECONDS,
     QUALITIES,
@@ -402,7 +402,11 @@ def plan_corpus(
         raise ValueError(f"cannot leave out {sorted(unknown)}: not among {names}")
     if programs is not None:
         for program in programs:
-            gm_family_source(program)
+            if gm_family_source(program) is None:
+                raise ValueError(
+                    f"GM program {program} ({gm_program_name(program)}) has no "
+                    "NSynth family and is never rendered"
+                )
         programs = set(programs)
 
     instruments, numbers = [], {}
