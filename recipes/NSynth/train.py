@@ -15,25 +15,71 @@ Multi-process training: ``torchrun --nproc_per_node=N recipes/NSynth/train.py <y
 
 import os
 import random
+import shutil
 import sys
 import time
 
 import numpy as np
 import speechbrain as sb
 import torch
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.dataio import read_audio
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from timbre_lobes import augment, evaluation
+from timbre_lobes.atomic import atomic_open
 from timbre_lobes.verification import read_trials
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nsynth_prepare import prepare_nsynth  # noqa: E402
 
 
+class CommitLastCheckpointer(sb.utils.checkpoints.Checkpointer):
+    """SpeechBrain's ``Checkpointer``, writing a checkpoint's ``CKPT.yaml`` after its parameter files.
+
+    ``CKPT.yaml`` is what makes a ``CKPT+...`` folder a checkpoint. SpeechBrain writes
+    it first, so a run killed while saving leaves a checkpoint with missing or cut-short
+    files, which every later run tries to resume from and fails on. Here it is written
+    last (atomically), so an unfinished folder is ignored on resume, and removed at the
+    next save.
+    """
+
+    def save_checkpoint(self, *args, **kwargs):
+        self._pending_meta = None
+        checkpoint = super().save_checkpoint(*args, **kwargs)
+        if self._pending_meta is not None:  # main process: every parameter file is written
+            path, meta = self._pending_meta
+            with atomic_open(path) as handle:
+                handle.write("# yamllint disable\n" + yaml.dump(meta))
+            for folder in self.checkpoints_dir.glob(sb.utils.checkpoints.CKPT_PREFIX + "*"):
+                if folder.is_dir() and not (folder / sb.utils.checkpoints.METAFNAME).exists():
+                    shutil.rmtree(folder)
+        return checkpoint
+
+    def _save_checkpoint_metafile(self, fpath, meta_to_include={}, end_of_epoch=True):
+        meta = {"unixtime": time.time(), "end-of-epoch": end_of_epoch, **meta_to_include}
+        self._pending_meta = (fpath, meta)
+        return meta
+
+
 class TimbreBrain(sb.core.Brain):
     """Dual-head embedding training; verification and family-ID evaluation."""
+
+    def _wrap_distributed(self):
+        """SpeechBrain's DDP wrapping, without SyncBatchNorm when the processes run on CPU.
+
+        SpeechBrain converts every BatchNorm to ``SyncBatchNorm``, which only runs on
+        GPUs; with ``--device=cpu`` (gloo) each process keeps its BatchNorm and DDP
+        broadcasts rank 0's running statistics at every forward pass.
+        """
+        if not (self.distributed_launch and self.device_type == "cpu"):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
+                    module, find_unused_parameters=self.find_unused_parameters
+                )
 
     def compute_forward(self, batch, stage):
         """Waveforms -> (embeddings [B, 1, E], instrument cosines or None, family cosines, lens)."""
@@ -155,14 +201,25 @@ def dataio_prep(hparams, data_root):
     sb.dataio.dataset.add_dynamic_item([datasets["train"]], instrument_pipeline)
 
     encoder_file = os.path.join(hparams["save_folder"], "instrument_encoder.txt")
-    run_on_main(
-        instrument_encoder.load_or_create,
-        kwargs={"path": encoder_file, "from_didatasets": [datasets["train"]], "output_key": "instrument"},
-    )
-    instrument_encoder.load_if_possible(encoder_file)
+    run_on_main(write_instrument_encoder, args=[encoder_file, datasets["train"]])
+    instrument_encoder.load(encoder_file)
     sb.dataio.dataset.set_output_keys([datasets["train"]], ["id", "sig", "instrument_encoded", "family_label"])
     sb.dataio.dataset.set_output_keys([datasets["valid"], datasets["test"]], ["id", "sig", "family_label"])
     return datasets, instrument_encoder
+
+
+def write_instrument_encoder(path, train_set):
+    """Writes the training instruments' label file unless it exists, atomically.
+
+    A file cut short by a kill would give a later run fewer instruments than its
+    checkpoints' instrument head.
+    """
+    if os.path.isfile(path):
+        return
+    encoder = sb.dataio.encoder.CategoricalEncoder()
+    encoder.update_from_didataset(train_set, "instrument")
+    encoder.save(path + ".tmp")
+    os.replace(path + ".tmp", path)
 
 
 def resolve_data_folder(hparams):
@@ -179,6 +236,9 @@ def resolve_data_folder(hparams):
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    # Under torchrun (RANK/LOCAL_RANK set) join the process group before anything
+    # runs on the main process only; a no-op for a single process.
+    sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.create_experiment_directory(
@@ -202,6 +262,8 @@ def main(argv):
         },
     )
     datasets, instrument_encoder = dataio_prep(hparams, data_folder)
+    # Resume safely after a kill during a save (see CommitLastCheckpointer).
+    hparams["checkpointer"].__class__ = CommitLastCheckpointer
 
     # The instrument head is sized by the training instruments, known only now.
     instrument_head = hparams["instrument_head"](out_neurons=len(instrument_encoder))
