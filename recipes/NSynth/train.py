@@ -29,6 +29,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from timbre_lobes import augment, evaluation
 from timbre_lobes.atomic import atomic_open
+from timbre_lobes.export import export_model
 from timbre_lobes.verification import read_trials
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -298,6 +299,10 @@ def main(argv):
         )
         evaluation.save_results(results, hparams["output_folder"])
         print(evaluation.format_results_table([results]))
+        # The inference model folder (timbre_lobes.inference.TimbreEncoder loads it).
+        export_folder = hparams.get("export_folder") or os.path.join(hparams["output_folder"], "model")
+        export_model(hparams, brain, instrument_encoder, results, export_folder, valid_set=datasets["valid"])
+        print(f"Exported the model to {export_folder}")
     return brain
 
 

@@ -1,0 +1,358 @@
+"""Using an exported model on any sound: SpeechBrain's inference interface for timbre embeddings.
+
+    from timbre_lobes.inference import TimbreEncoder
+    model = TimbreEncoder.from_hparams(source="results/demo/model")
+    embeddings = model.embed_files(["a.wav", "b.mp3"])          # np.ndarray [2, emb]
+    score, same = model.verify_files("a.wav", "b.mp3")           # cosine, score >= threshold
+    families, probs = model.classify_family_files(["a.wav"])     # ["guitar"], [1, 11]
+    model.closest_instrument(["a.wav"], top_k=3)                 # nearest training instruments
+
+The folder is what :func:`timbre_lobes.export.export_model` writes at the end of
+training. Files are read with :func:`timbre_lobes.audio.read_audio_file` (any
+rate, any channel count, whatever soundfile reads) and prepared as the model's
+``hyperparams.yaml`` says (excerpt or averaged windows, leading silence
+trimmed, short sounds padded); unusable files raise
+:class:`timbre_lobes.audio.AudioError` naming the file.
+"""
+
+import collections
+import os
+
+import numpy as np
+import torch
+from speechbrain.inference.classifiers import EncoderClassifier
+
+from timbre_lobes.audio import AudioError, audio_windows, prepare_audio, read_audio_file
+
+#: One file's outcome in :meth:`TimbreEncoder.iter_embed_files`.
+FileEmbedding = collections.namedtuple("FileEmbedding", ["path", "embedding", "duration", "error"])
+
+LONG_AUDIO = ("excerpt", "average")
+
+#: Files an export must hold besides its checkpoints.
+REQUIRED_FILES = ("hyperparams.yaml", "instrument_encoder.txt", "family_encoder.txt")
+
+
+class TimbreEncoder(EncoderClassifier):
+    """Timbre embeddings, verification, family and closest-instrument prediction from an export.
+
+    Built on SpeechBrain's ``EncoderClassifier``: ``from_hparams`` loads the
+    exported ``hyperparams.yaml`` and its ``pretrainer`` loads the checkpoints;
+    ``encode_batch`` runs front end -> global normalisation -> encoder.
+
+    The audio settings (``max_seconds``, ``min_seconds``, ``trim_db``,
+    ``long_audio``, ``window_hop_seconds``, ``max_windows``) come from the YAML
+    and are plain attributes, so they can be changed after loading (or with
+    ``overrides`` in ``from_hparams``).
+
+    Arguments
+    ---------
+    See ``speechbrain.inference.interfaces.Pretrained``.
+    """
+
+    MODULES_NEEDED = ["compute_features", "mean_var_norm", "embedding_model"]
+    HPARAMS_NEEDED = ["sample_rate", "verification_threshold", "instrument_encoder", "family_encoder"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        missing = [m for m in self.MODULES_NEEDED if m not in self.mods]
+        if missing:
+            raise ValueError(f"the model's hyperparams.yaml defines no {', '.join(missing)} module")
+        hp = self.hparams
+        self.sample_rate = int(hp.sample_rate)
+        self.threshold = float(hp.verification_threshold)
+        self.family_scale = float(getattr(hp, "family_scale", 30.0))
+        self.max_seconds = getattr(hp, "max_seconds", 4.0)
+        self.min_seconds = getattr(hp, "min_seconds", 1.0)
+        self.trim_db = getattr(hp, "trim_db", 60.0)
+        self.long_audio = getattr(hp, "long_audio", "excerpt")
+        self.window_hop_seconds = getattr(hp, "window_hop_seconds", 2.0)
+        self.max_windows = getattr(hp, "max_windows", 30)
+        self.model_id = str(getattr(hp, "model_id", ""))
+        self.family_labels = [hp.family_encoder.ind2lab[i] for i in range(len(hp.family_encoder))]
+        self.instrument_labels = [hp.instrument_encoder.ind2lab[i] for i in range(len(hp.instrument_encoder))]
+
+    @classmethod
+    def from_hparams(cls, source, hparams_file="hyperparams.yaml", savedir=None, overrides=None, **kwargs):
+        """Loads an exported model folder (offline; nothing is downloaded).
+
+        Arguments
+        ---------
+        source : str
+            The export folder.
+        hparams_file : str
+            Its YAML file.
+        savedir : str, optional
+            Where SpeechBrain may put links to the files; None (or the folder
+            itself) reads them in place and writes nothing.
+        overrides : dict, optional
+            YAML overrides, e.g. ``{"long_audio": "average"}``.
+        **kwargs
+            Passed on, e.g. ``run_opts={"device": "cpu"}``.
+
+        Raises
+        ------
+        FileNotFoundError
+            The folder or one of its files is missing (the message names it).
+        """
+        folder = os.path.abspath(os.fspath(source))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"no exported model at {source}: not a folder")
+        for name in (hparams_file, *REQUIRED_FILES[1:]):
+            if not os.path.isfile(os.path.join(folder, name)):
+                raise FileNotFoundError(f"incomplete model folder {source}: {name} is missing")
+        if savedir is not None and os.path.abspath(os.fspath(savedir)) == folder:
+            savedir = None
+        overrides = {"pretrained_path": folder, **(overrides or {})}
+        _check_checkpoints(folder, hparams_file)
+        return super().from_hparams(source=folder, hparams_file=hparams_file, savedir=savedir,
+                                    overrides=overrides, **kwargs)
+
+    # ------------------------------------------------------------------ audio
+
+    def load_audio(self, path, savedir=None):
+        """One file as the model's input: a [samples] tensor (the excerpt, see the class doc).
+
+        Replaces SpeechBrain's ``load_audio``, so its ``classify_file`` use it too.
+        """
+        mono, rate, _ = read_audio_file(path, max_seconds=self._read_seconds())
+        return prepare_audio(mono, rate, self.sample_rate, max_seconds=self.max_seconds,
+                             trim_db=self.trim_db, min_seconds=self.min_seconds, path=path).to(self.device)
+
+    def _read_seconds(self):
+        """How much of a file to read: enough for the excerpt or the windows, after silence."""
+        if self.max_seconds is None:
+            return None
+        lead = 60.0
+        if self.long_audio == "average":
+            if self.max_windows is None:
+                return None
+            return lead + self.max_seconds + self.window_hop_seconds * self.max_windows
+        return lead + self.max_seconds
+
+    def load_windows(self, path):
+        """One file as [n, samples] model inputs, with its duration in seconds.
+
+        ``long_audio: excerpt`` gives one window (the first ``max_seconds``);
+        ``average`` gives ``max_seconds`` windows every ``window_hop_seconds``.
+        """
+        if self.long_audio not in LONG_AUDIO:
+            raise ValueError(f"long_audio must be one of {LONG_AUDIO}, got {self.long_audio!r}")
+        mono, rate, duration = read_audio_file(path, max_seconds=self._read_seconds())
+        if self.long_audio == "excerpt" or self.max_seconds is None:
+            signal = prepare_audio(mono, rate, self.sample_rate, max_seconds=self.max_seconds,
+                                   trim_db=self.trim_db, min_seconds=self.min_seconds, path=path)
+            return [signal], duration
+        signal = prepare_audio(mono, rate, self.sample_rate, max_seconds=None, trim_db=self.trim_db,
+                               min_seconds=self.min_seconds, path=path)
+        window = int(round(self.max_seconds * self.sample_rate))
+        hop = max(1, int(round(self.window_hop_seconds * self.sample_rate)))
+        return list(audio_windows(signal, window, hop, self.max_windows)), duration
+
+    # ------------------------------------------------------------- embeddings
+
+    def encode_batch(self, wavs, wav_lens=None):
+        """Embeds a batch of waveforms at the model's sample rate.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            [batch, samples] (or [samples], or [batch, samples, channels], downmixed).
+        wav_lens : torch.Tensor, optional
+            [batch] lengths relative to the longest; default all 1.
+
+        Returns
+        -------
+        torch.Tensor
+            [batch, 1, emb] embeddings.
+        """
+        if wavs.ndim == 1:
+            wavs = wavs.unsqueeze(0)
+        if wavs.ndim == 3:
+            wavs = wavs.mean(dim=-1)
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0])
+        wavs, wav_lens = wavs.to(self.device).float(), wav_lens.to(self.device).float()
+        with torch.no_grad():
+            feats = self.mods.compute_features(wavs)
+            feats = self.mods.mean_var_norm(feats, wav_lens)
+            return self.mods.embedding_model(feats, wav_lens)
+
+    def embed_signals(self, signals, batch_size=16):
+        """Embeds [samples] tensors of any lengths, batched by similar length: [n, emb] tensor."""
+        order = sorted(range(len(signals)), key=lambda i: signals[i].shape[0])
+        out = [None] * len(signals)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            longest = max(signals[i].shape[0] for i in chunk)
+            wavs = torch.zeros(len(chunk), longest)
+            for row, i in enumerate(chunk):
+                wavs[row, : signals[i].shape[0]] = signals[i].cpu()
+            lens = torch.tensor([signals[i].shape[0] / longest for i in chunk])
+            emb = self.encode_batch(wavs, lens)[:, 0].cpu()
+            for row, i in enumerate(chunk):
+                out[i] = emb[row]
+        return torch.stack(out) if out else torch.zeros(0, self._emb_dim())
+
+    def _emb_dim(self):
+        return int(self.mods.embedding_model.embedding.out_features)
+
+    def iter_embed_files(self, paths, batch_size=16):
+        """Embeds files one batch at a time, yielding each file's outcome in input order.
+
+        Yields
+        ------
+        FileEmbedding
+            ``(path, embedding [emb] np.ndarray or None, duration in s or None,
+            error: AudioError or None)``; a file cut into windows gets the mean
+            of its windows' embeddings.
+        """
+        pending = []
+        windows_pending = 0
+        for path in paths:
+            try:
+                windows, duration = self.load_windows(path)
+            except AudioError as err:
+                pending.append((path, None, None, err))
+                continue
+            pending.append((path, windows, duration, None))
+            windows_pending += len(windows)
+            if windows_pending >= batch_size:
+                yield from self._flush(pending, batch_size)
+                pending, windows_pending = [], 0
+        yield from self._flush(pending, batch_size)
+
+    def _flush(self, pending, batch_size):
+        signals = [w for _, windows, _, _ in pending if windows for w in windows]
+        embeddings = self.embed_signals(signals, batch_size) if signals else None
+        row = 0
+        for path, windows, duration, error in pending:
+            if error is not None:
+                yield FileEmbedding(path, None, None, error)
+                continue
+            emb = embeddings[row:row + len(windows)].mean(dim=0)
+            row += len(windows)
+            if not torch.isfinite(emb).all():
+                yield FileEmbedding(path, None, None, AudioError(path, "the model gave a non-finite embedding"))
+                continue
+            yield FileEmbedding(path, emb.numpy(), duration, None)
+
+    def embed_files(self, paths, batch_size=16):
+        """Embeddings of audio files: np.ndarray [n, emb].
+
+        Raises
+        ------
+        AudioError
+            At the first unusable file (use :meth:`iter_embed_files` to skip them).
+        """
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        rows = []
+        for result in self.iter_embed_files(paths, batch_size):
+            if result.error is not None:
+                raise result.error
+            rows.append(result.embedding)
+        return np.stack(rows) if rows else np.zeros((0, self._emb_dim()), dtype=np.float32)
+
+    # ----------------------------------------------------------- verification
+
+    @staticmethod
+    def similarity(a, b):
+        """Cosine similarity of embeddings, row by row: [n, emb] x [n, emb] -> [n] (or scalars)."""
+        a = torch.nn.functional.normalize(torch.as_tensor(np.asarray(a)).float(), dim=-1)
+        b = torch.nn.functional.normalize(torch.as_tensor(np.asarray(b)).float(), dim=-1)
+        return (a * b).sum(dim=-1).numpy()
+
+    def verify_batch(self, wavs1, wavs2, wav1_lens=None, wav2_lens=None, threshold=None):
+        """SpeechBrain-style pairwise verification: (scores [batch], decisions [batch]) tensors."""
+        threshold = self.threshold if threshold is None else threshold
+        e1 = self.encode_batch(wavs1, wav1_lens)[:, 0]
+        e2 = self.encode_batch(wavs2, wav2_lens)[:, 0]
+        scores = torch.nn.functional.cosine_similarity(e1, e2, dim=-1)
+        return scores, scores >= threshold
+
+    def verify_files(self, path_a, path_b, threshold=None):
+        """Are two sounds the same instrument? Returns ``(cosine score, score >= threshold)``.
+
+        The default threshold is the export's ``verification_threshold`` (see its README).
+        """
+        threshold = self.threshold if threshold is None else threshold
+        emb = self.embed_files([path_a, path_b])
+        score = float(self.similarity(emb[0], emb[1]))
+        return score, score >= threshold
+
+    # ---------------------------------------------------------------- classes
+
+    def _head_cosines(self, head, embeddings):
+        if head not in self.mods:
+            raise ValueError(f"this model has no {head}")
+        emb = torch.as_tensor(np.asarray(embeddings)).float().to(self.device)
+        with torch.no_grad():
+            return self.mods[head](emb.reshape(-1, 1, emb.shape[-1]))[:, 0].cpu()
+
+    def family_probabilities(self, embeddings):
+        """[n, emb] embeddings -> [n, n_families] probabilities, softmax(family_scale * cosine)."""
+        cosines = self._head_cosines("family_head", embeddings)
+        return torch.softmax(self.family_scale * cosines, dim=-1).numpy()
+
+    def classify_batch(self, wavs, wav_lens=None):
+        """SpeechBrain-style family classification of a batch.
+
+        Returns
+        -------
+        probabilities : torch.Tensor
+            [batch, n_families].
+        score : torch.Tensor
+            [batch] probability of the predicted family.
+        index : torch.Tensor
+            [batch] its index.
+        labels : list of str
+            Its name.
+        """
+        emb = self.encode_batch(wavs, wav_lens)[:, 0]
+        probs = torch.from_numpy(self.family_probabilities(emb.cpu()))
+        score, index = probs.max(dim=-1)
+        return probs, score, index, [self.family_labels[i] for i in index.tolist()]
+
+    def classify_file(self, path, **kwargs):
+        """Family classification of one file, as :meth:`classify_batch` for a batch of one."""
+        return self.classify_batch(self.load_audio(path).unsqueeze(0))
+
+    def classify_family_files(self, paths, batch_size=16):
+        """Most likely family of each file: ``(names [n], probabilities np.ndarray [n, n_families])``.
+
+        The columns follow :attr:`family_labels` (NSynth's family order).
+        """
+        probs = self.family_probabilities(self.embed_files(paths, batch_size))
+        return [self.family_labels[i] for i in probs.argmax(axis=1)], probs
+
+    def closest_instruments_of(self, embeddings, top_k=1):
+        """The training instruments nearest each embedding, by cosine to the instrument head's rows.
+
+        Returns a list (one per embedding) of ``top_k`` ``(instrument, cosine)`` pairs, best first.
+        """
+        cosines = self._head_cosines("instrument_head", embeddings)
+        k = min(top_k, cosines.shape[1])
+        values, indices = cosines.topk(k, dim=1)
+        return [[(self.instrument_labels[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())]
+                for vs, ix in zip(values, indices)]
+
+    def closest_instrument(self, paths, top_k=1, batch_size=16):
+        """For each file, the ``top_k`` nearest training instruments as ``(name, cosine)``, best first."""
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        return self.closest_instruments_of(self.embed_files(paths, batch_size), top_k)
+
+    def forward(self, wavs, wav_lens=None):
+        """Embeddings of a batch, [batch, 1, emb]."""
+        return self.encode_batch(wavs, wav_lens)
+
+
+def _check_checkpoints(folder, hparams_file):
+    """Names the first ``<pretrained_path>/...`` file the YAML points at that is not there."""
+    with open(os.path.join(folder, hparams_file)) as handle:
+        for line in handle:
+            if "<pretrained_path>/" in line:
+                name = line.split("<pretrained_path>/", 1)[1].strip()
+                if not os.path.isfile(os.path.join(folder, name)):
+                    raise FileNotFoundError(f"incomplete model folder {folder}: {name} is missing")
