@@ -56,6 +56,8 @@ class CommitLastCheckpointer(sb.utils.checkpoints.Checkpointer):
             for folder in self.checkpoints_dir.glob(sb.utils.checkpoints.CKPT_PREFIX + "*"):
                 if folder.is_dir() and not (folder / sb.utils.checkpoints.METAFNAME).exists():
                     shutil.rmtree(folder)
+        # Other processes list the checkpoints next (to prune them): wait for the commit.
+        sb.utils.distributed.ddp_barrier()
         return checkpoint
 
     def _save_checkpoint_metafile(self, fpath, meta_to_include={}, end_of_epoch=True):
