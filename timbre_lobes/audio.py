@@ -163,7 +163,7 @@ def read_audio_file(path, max_seconds=None, block_frames=65536):
                     break
                 if not np.isfinite(data).all():
                     raise AudioError(path, "non-finite samples (NaN or infinity)")
-                blocks.append(data.mean(axis=1, dtype=np.float32))
+                blocks.append(data.mean(axis=1, dtype=np.float64).astype(np.float32))  # no overflow
                 read += len(data)
     except AudioError:
         raise
@@ -271,7 +271,7 @@ def prepare_audio(
     x = torch.as_tensor(np.asarray(signal, dtype=np.float32) if not torch.is_tensor(signal) else signal)
     x = x.detach().float().cpu()
     if x.ndim == 2:
-        x = x.mean(dim=1)
+        x = x.double().mean(dim=1).float()
     elif x.ndim != 1:
         raise AudioError(path, f"expected [samples] or [samples, channels], got shape {tuple(x.shape)}")
     if x.numel() == 0:

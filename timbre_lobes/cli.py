@@ -61,14 +61,14 @@ def load_model(args):
 
 
 def _add_model_arguments(parser, batch=True):
-    parser.add_argument("--model", default=None, metavar="DIR",
+    parser.add_argument("--model", "--source", dest="model", default=None, metavar="DIR",
                         help=f"exported model folder (default: {DEFAULT_MODEL}, made by `make demo`)")
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
     parser.add_argument("--max-seconds", type=float, default=None, metavar="S",
                         help="length of the excerpt (or of each window) embedded (default: the model's, 4 s)")
     parser.add_argument("--long-audio", choices=("excerpt", "average"), default=None,
                         help="long sounds: embed the first --max-seconds (excerpt, default), or "
-                             "average the embeddings of windows over the whole sound")
+                             "average the embeddings of windows over the whole sound (its first 10 minutes)")
     if batch:
         parser.add_argument("--batch-size", type=int, default=16, metavar="N",
                             help="sounds embedded at once (default: 16)")
@@ -372,7 +372,7 @@ class EmbeddingIndex:
         return {"version": INDEX_VERSION, "model_id": model.model_id, "sample_rate": model.sample_rate,
                 "max_seconds": model.max_seconds, "min_seconds": model.min_seconds, "trim_db": model.trim_db,
                 "long_audio": model.long_audio, "window_hop_seconds": model.window_hop_seconds,
-                "max_windows": model.max_windows}
+                "max_windows": model.max_windows, "max_read_seconds": model.max_read_seconds}
 
     def file_for(self, model):
         """The cache file of this model."""

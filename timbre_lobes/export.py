@@ -22,6 +22,7 @@ export that fails midway leaves the previous export as it was.
 
 import datetime
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.checkpoints import DEFAULT_SAVE_HOOKS
+from speechbrain.utils.distributed import MainProcessContext
 
 from timbre_lobes import __version__
 from timbre_lobes.atomic import atomic_open, write_json
@@ -55,6 +57,7 @@ AUDIO_DEFAULTS = {
     "long_audio": "excerpt",
     "window_hop_seconds": 2.0,
     "max_windows": 30,
+    "max_read_seconds": 600.0,
 }
 
 
@@ -99,8 +102,11 @@ def export_model(hparams, brain, instrument_encoder, results, export_folder, val
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{name}.tmp-")
     try:
-        _write_export(tmp, export_folder, hparams, brain, instrument_encoder, results, valid_set,
-                      hparams_file, max_pairs)
+        # Under DDP only the main process exports: SpeechBrain's save/load helpers must not
+        # wait for the other processes (inside this context their collectives are no-ops).
+        with MainProcessContext():
+            _write_export(tmp, export_folder, hparams, brain, instrument_encoder, results, valid_set,
+                          hparams_file, max_pairs)
         _swap_in(tmp, export_folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -226,7 +232,7 @@ def save_module(module, path):
         state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
         torch.save(state, path)
     else:
-        DEFAULT_SAVE_HOOKS[owner](module, path)
+        inspect.unwrap(DEFAULT_SAVE_HOOKS[owner])(module, path)  # without the main-process wrapper
 
 
 def _digest(folder, names):
@@ -344,13 +350,15 @@ def inference_yaml(settings, definitions, module_names, origin, hparams_file):
         "# Audio input (timbre_lobes.audio.load_audio): every file is downmixed, resampled to",
         "# sample_rate, its leading silence (trim_db below the peak) dropped, padded to min_seconds.",
         "# long_audio: excerpt = the first max_seconds; average = mean embedding of max_seconds",
-        "# windows every window_hop_seconds (at most max_windows) over the whole sound.",
+        "# windows every window_hop_seconds (at most max_windows, spread evenly) over the whole",
+        "# sound (its first max_read_seconds).",
         f"max_seconds: {_scalar(s['max_seconds'])}",
         f"min_seconds: {_scalar(s['min_seconds'])}",
         f"trim_db: {_scalar(s['trim_db'])}",
         f"long_audio: {s['long_audio']}   # excerpt | average",
         f"window_hop_seconds: {_scalar(s['window_hop_seconds'])}",
         f"max_windows: {s['max_windows']}",
+        f"max_read_seconds: {_scalar(s['max_read_seconds'])}",
         "",
         "audio_normalizer: !new:speechbrain.dataio.preprocess.AudioNormalizer",
         "    sample_rate: !ref <sample_rate>",

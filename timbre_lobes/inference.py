@@ -48,6 +48,14 @@ class TimbreEncoder(EncoderClassifier):
     Arguments
     ---------
     See ``speechbrain.inference.interfaces.Pretrained``.
+
+    Example
+    -------
+    >>> model = TimbreEncoder.from_hparams(source="results/demo/model")  # doctest: +SKIP
+    >>> model.encode_batch(torch.rand(2, 16000)).shape  # doctest: +SKIP
+    torch.Size([2, 1, 512])
+    >>> model.verify_files("a.wav", "b.flac")  # doctest: +SKIP
+    (0.83, True)
     """
 
     MODULES_NEEDED = ["compute_features", "mean_var_norm", "embedding_model"]
@@ -68,6 +76,8 @@ class TimbreEncoder(EncoderClassifier):
         self.long_audio = getattr(hp, "long_audio", "excerpt")
         self.window_hop_seconds = getattr(hp, "window_hop_seconds", 2.0)
         self.max_windows = getattr(hp, "max_windows", 30)
+        #: ``long_audio: average`` reads at most this much of a file (memory: 4 bytes a sample).
+        self.max_read_seconds = getattr(hp, "max_read_seconds", 600.0)
         self.model_id = str(getattr(hp, "model_id", ""))
         self.family_labels = [hp.family_encoder.ind2lab[i] for i in range(len(hp.family_encoder))]
         self.instrument_labels = [hp.instrument_encoder.ind2lab[i] for i in range(len(hp.instrument_encoder))]
@@ -120,21 +130,18 @@ class TimbreEncoder(EncoderClassifier):
                              trim_db=self.trim_db, min_seconds=self.min_seconds, path=path).to(self.device)
 
     def _read_seconds(self):
-        """How much of a file to read: enough for the excerpt or the windows, after silence."""
-        if self.max_seconds is None:
-            return None
-        lead = 60.0
-        if self.long_audio == "average":
-            if self.max_windows is None:
-                return None
-            return lead + self.max_seconds + self.window_hop_seconds * self.max_windows
-        return lead + self.max_seconds
+        """How much of a file to read: the excerpt after up to 60 s of silence, or (average) all of it."""
+        if self.long_audio == "average" or self.max_seconds is None:
+            return self.max_read_seconds
+        return 60.0 + self.max_seconds
 
     def load_windows(self, path):
         """One file as [n, samples] model inputs, with its duration in seconds.
 
         ``long_audio: excerpt`` gives one window (the first ``max_seconds``);
-        ``average`` gives ``max_seconds`` windows every ``window_hop_seconds``.
+        ``average`` gives ``max_seconds`` windows every ``window_hop_seconds``
+        (at most ``max_windows``, spread evenly over the first
+        ``max_read_seconds`` of the file).
         """
         if self.long_audio not in LONG_AUDIO:
             raise ValueError(f"long_audio must be one of {LONG_AUDIO}, got {self.long_audio!r}")
