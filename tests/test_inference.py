@@ -30,7 +30,7 @@ from conftest import REPO, SHARED_DATA
 from test_recipe_nsynth import run_recipe
 from timbre_lobes import cli, export
 from timbre_lobes.__main__ import main
-from timbre_lobes.audio import AudioError, load_audio, prepare_audio, read_audio_file
+from timbre_lobes.audio import AudioError, load_audio, prepare_audio, read_audio_file, resample
 from timbre_lobes.inference import TimbreEncoder
 
 
@@ -179,6 +179,20 @@ def test_interface_methods(model, test_notes):
     assert closest[0][0][1] >= closest[0][1][1] >= closest[0][2][1]
     probs_b, score_b, index_b, labels_b = model.classify_file(test_notes[0])
     assert labels_b[0] == families[0] and float(score_b[0]) == pytest.approx(probs[0].max(), abs=1e-5)
+
+
+def test_loading_with_a_savedir_or_a_plain_speechbrain_interface(model_dir, model, tmp_path, test_notes):
+    before = sorted(os.listdir(model_dir))
+    linked = TimbreEncoder.from_hparams(source=str(model_dir), savedir=str(tmp_path / "links"))
+    same_dir = TimbreEncoder.from_hparams(source=str(model_dir), savedir=str(model_dir))
+    assert sorted(os.listdir(model_dir)) == before  # loading writes nothing into the export
+    wav = read_audio(test_notes[0]).unsqueeze(0)
+    for other in (linked, same_dir):
+        torch.testing.assert_close(other.encode_batch(wav), model.encode_batch(wav))
+    from speechbrain.inference.classifiers import EncoderClassifier
+
+    plain = EncoderClassifier.from_hparams(source=str(model_dir), overrides={"pretrained_path": str(model_dir)})
+    torch.testing.assert_close(plain.encode_batch(wav), model.encode_batch(wav))
 
 
 def test_loading_needs_the_folders_files(model_dir, tmp_path):
@@ -406,10 +420,7 @@ def library(tmp_path, test_notes):
         if path.endswith("-072-127.wav"):
             shutil.copy(path, lib / os.path.basename(path))
     audio, rate = sf.read(query)
-    stereo = np.stack([audio, audio], axis=1)
-    from timbre_lobes.audio import resample
-
-    up = resample(torch.from_numpy(stereo[:, 0]).float(), rate, 44100).numpy()
+    up = resample(torch.from_numpy(audio).float(), rate, 44100).numpy()
     sf.write(lib / "sub" / "same-note.flac", np.stack([up, up], axis=1), 44100)
     return lib, query
 

@@ -202,7 +202,11 @@ class TimbreEncoder(EncoderClassifier):
         return torch.stack(out) if out else torch.zeros(0, self._emb_dim())
 
     def _emb_dim(self):
-        return int(self.mods.embedding_model.embedding.out_features)
+        """Embedding size, found once by embedding a second of noise (works for any encoder)."""
+        if getattr(self, "_emb_dim_cache", None) is None:
+            probe = 0.1 * torch.randn(1, self.sample_rate, generator=torch.Generator().manual_seed(0))
+            self._emb_dim_cache = int(self.encode_batch(probe).shape[-1])
+        return self._emb_dim_cache
 
     def iter_embed_files(self, paths, batch_size=16):
         """Embeds files one batch at a time, yielding each file's outcome in input order.
