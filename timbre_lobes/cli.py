@@ -13,6 +13,7 @@ Unusable files are skipped and listed at the end, the others still processed,
 and the exit status is then 1.
 """
 
+import argparse
 import csv
 import hashlib
 import json
@@ -60,6 +61,13 @@ def load_model(args):
     return model
 
 
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_model_arguments(parser, batch=True):
     parser.add_argument("--model", "--source", dest="model", default=None, metavar="DIR",
                         help=f"exported model folder (default: {DEFAULT_MODEL}, made by `make demo`)")
@@ -70,7 +78,7 @@ def _add_model_arguments(parser, batch=True):
                         help="long sounds: embed the first --max-seconds (excerpt, default), or "
                              "average the embeddings of windows over the whole sound (its first 10 minutes)")
     if batch:
-        parser.add_argument("--batch-size", type=int, default=16, metavar="N",
+        parser.add_argument("--batch-size", type=_positive_int, default=16, metavar="N",
                             help="sounds embedded at once (default: 16)")
 
 
@@ -325,7 +333,7 @@ def add_similar_parser(subparsers):
     )
     parser.add_argument("query", metavar="QUERY")
     parser.add_argument("--library", required=True, metavar="DIR", help="folder of sounds (recursive)")
-    parser.add_argument("--top", type=int, default=5, metavar="K", help="how many (default: 5)")
+    parser.add_argument("--top", type=_positive_int, default=5, metavar="K", help="how many (default: 5)")
     parser.add_argument("--cache", default=None, metavar="DIR",
                         help="index folder (default: <library>/.timbre-lobes if writable, "
                              "else ~/.cache/timbre-lobes/...)")
@@ -497,8 +505,6 @@ class EmbeddingIndex:
 
 
 def run_similar(args):
-    if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}")
     index = EmbeddingIndex(args.library, args.cache)
     model = load_model(args)
     query = model.embed_files([args.query])[0]
