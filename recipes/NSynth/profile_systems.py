@@ -29,9 +29,11 @@ Then, once:
 * the data loader's waiting share: a real ``DataLoader`` (the YAML's ``num_workers``)
   over a generated NSynth-format corpus of 4 s notes feeds training steps, and the
   time blocked in ``next(batch)`` is compared with the whole loop's;
-* streaming: the peak memory of a one-epoch ``train.py`` run on a corpus and on one
-  with 5 times the instruments. The training pipeline reads only each crop from disk,
-  so memory should not grow with the corpus.
+* streaming: the peak memory of a short ``train.py`` run (``--memory_steps`` training
+  steps, then validation and test) on a corpus and on one with 5 times the instruments.
+  The training pipeline reads only each crop from disk, so the audio is never held;
+  and the memory of a full-size (289,205-note) training manifest, in the main process
+  and after one pass of the data-loader workers over it.
 
 Each measurement runs in its own process, so peak memories do not mix. Prints a
 markdown table and writes everything, with the machine, to ``--output`` (JSON).
@@ -324,6 +326,53 @@ def worker_loader(spec):
     }
 
 
+def worker_manifest(spec):
+    """Memory of a full-size training manifest: in the main process, then with data-loader workers.
+
+    SpeechBrain's ``DynamicItemDataset`` holds the manifest as Python dicts. Forked
+    workers share those pages at first, but touching the objects (reference counts)
+    copies them, so a whole epoch can leave each worker with its own copy. One pass of
+    the loader over every row (ids only, no audio) shows how much.
+    """
+    import speechbrain as sb
+
+    def rss_mb():
+        with open("/proc/self/status") as handle:
+            return int(handle.read().split("VmRSS:")[1].split()[0]) / 1024
+
+    before = rss_mb()
+    dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path=spec["csv"], replacements={"data_root": "/"})
+    manifest_mb = rss_mb() - before
+    sb.dataio.dataset.set_output_keys([dataset], ["id"])
+    watcher = PeakTreeMemory(interval=0.5)
+    time.sleep(1.0)
+    at_start = tree_pss_kb(os.getpid()) / 1024
+    loader = sb.dataio.dataloader.make_dataloader(dataset, batch_size=spec["batch_size"],
+                                                  num_workers=spec["num_workers"])
+    start = time.perf_counter()
+    for _ in loader:
+        pass
+    return {"rows": len(dataset), "num_workers": spec["num_workers"], "manifest_mb": manifest_mb,
+            "bytes_per_note": manifest_mb * 2**20 / len(dataset), "tree_pss_before_loader_mb": at_start,
+            "tree_pss_peak_during_pass_mb": watcher.peak_mb, "pass_seconds": time.perf_counter() - start}
+
+
+def full_size_manifest(small_csv, path, rows):
+    """A manifest of ``rows`` notes cycling over a small one's (IDs made unique)."""
+    import csv
+
+    with open(small_csv, newline="") as handle:
+        small = list(csv.DictReader(handle))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(small[0]))
+        writer.writeheader()
+        for i in range(rows):
+            row = dict(small[i % len(small)])
+            row["ID"] = f"{row['ID']}-{i}"
+            writer.writerow(row)
+    return path
+
+
 # --------------------------------------------------------------------------- driver
 
 def run_worker(task, spec, timeout):
@@ -336,11 +385,8 @@ def run_worker(task, spec, timeout):
     raise RuntimeError(f"{task} worker failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
 
 
-MEMORY_WRAPPER = """
-import json, os, resource, runpy, sys, threading, time
-
 def tree_pss_kb(root):
-    # Proportional set size of a process and its descendants (shared pages split between them).
+    """Proportional set size of a process and its descendants, in kB (shared pages split between them)."""
     parents = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -354,34 +400,59 @@ def tree_pss_kb(root):
         pids += [child for child, parent in parents.items() if parent == pid]
         try:
             with open(f"/proc/{pid}/smaps_rollup") as handle:
-                total += next(int(l.split()[1]) for l in handle if l.startswith("Pss:"))
+                total += next(int(line.split()[1]) for line in handle if line.startswith("Pss:"))
         except (OSError, StopIteration):
             pass
     return total
 
-peak = [0]
-def watch():
-    while True:
-        peak[0] = max(peak[0], tree_pss_kb(os.getpid()))
-        time.sleep(0.25)
 
-threading.Thread(target=watch, daemon=True).start()
+class PeakTreeMemory:
+    """Samples this process tree's PSS every ``interval`` seconds in a thread; ``peak_mb``."""
+
+    def __init__(self, interval=0.25):
+        import threading
+
+        self.peak_mb = 0.0
+        self.interval = interval
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self):
+        while True:
+            self.peak_mb = max(self.peak_mb, tree_pss_kb(os.getpid()) / 1024)
+            time.sleep(self.interval)
+
+
+MEMORY_WRAPPER = """
+import json, resource, runpy, sys
+sys.path.insert(0, {here!r})
+from profile_systems import PeakTreeMemory
+
+import speechbrain.core
+# SpeechBrain 1.1.2 reads --optimizer_step_limit from the command line as a string.
+init = speechbrain.core.Brain.__init__
+def brain_init(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    if isinstance(self.optimizer_step_limit, str):
+        self.optimizer_step_limit = int(self.optimizer_step_limit)
+speechbrain.core.Brain.__init__ = brain_init
+
+watcher = PeakTreeMemory()
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 me, kids = (resource.getrusage(w).ru_maxrss / 1024 for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-print("RESULT " + json.dumps({"main_rss_mb": me, "largest_child_rss_mb": kids, "tree_pss_mb": peak[0] / 1024}))
+print("RESULT " + json.dumps({{"main_rss_mb": me, "largest_child_rss_mb": kids, "tree_pss_mb": watcher.peak_mb}}))
 """
 
 
 def train_py_peak_memory(yaml_path, cli_overrides, corpus, out, timeout):
-    """Peak memory of a one-epoch train.py run.
+    """Peak memory of a one-epoch train.py run (or shorter, with ``--optimizer_step_limit``).
 
     ``main_rss_mb``: the training process's peak RSS (``ru_maxrss``);
     ``largest_child_rss_mb``: the largest data-loader worker's, which counts the pages it
     shares with the main process since the fork; ``tree_pss_mb``: the peak of the whole
     process tree's proportional set size (shared pages counted once), sampled every 0.25 s.
     """
-    cmd = [sys.executable, "-c", MEMORY_WRAPPER, os.path.join(HERE, "train.py"), yaml_path,
+    cmd = [sys.executable, "-c", MEMORY_WRAPPER.format(here=HERE), os.path.join(HERE, "train.py"), yaml_path,
            f"--data_folder={corpus}", f"--output_folder={out}", "--number_of_epochs=1", *cli_overrides]
     start = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout)
@@ -441,6 +512,8 @@ def split_cli(argv):
     parser.add_argument("--paper_steps", type=int, default=3)
     parser.add_argument("--transform_yaml", default="hparams/transMel.yaml")
     parser.add_argument("--skip", default="", help="comma list of: transform, loader, memory")
+    parser.add_argument("--memory_steps", type=int, default=4,
+                        help="training steps of each memory run (the small corpus has 4 batches of 32)")
     parser.add_argument("--work_folder", default=None, help="corpora and scratch runs (default: a temp dir)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per measurement")
     return parser.parse_known_args(argv)
@@ -500,8 +573,9 @@ def main(argv):
     corpora = {}
     if not {"loader", "memory"} <= skip:
         print("writing the synthetic corpora (4 s notes) ...", flush=True)
-        corpora["base"] = make_corpus(os.path.join(work, "corpus_base"), (6, 4, 4))
-        corpora["5x"] = make_corpus(os.path.join(work, "corpus_5x"), (30, 20, 20))
+        # 12 notes an instrument: 144 / 96 / 96 notes, and 5 times as many.
+        corpora["base"] = make_corpus(os.path.join(work, "corpus_base"), (12, 8, 8))
+        corpora["5x"] = make_corpus(os.path.join(work, "corpus_5x"), (60, 40, 40))
 
     if "loader" not in skip:
         print("data loader waiting share ...", flush=True)
@@ -511,18 +585,25 @@ def main(argv):
 
     if "memory" not in skip:
         report["memory"] = []
-        cli = without_keys(rest, ["data_folder", "output_folder", "number_of_epochs"])
+        # The same number of training steps on both corpora (the small one's epoch).
+        cli = without_keys(rest, ["data_folder", "output_folder", "number_of_epochs", "optimizer_step_limit"])
+        cli.append(f"--optimizer_step_limit={args.memory_steps}")
         for name, corpus in corpora.items():
-            print(f"peak memory of a one-epoch train.py run, {name} corpus ...", flush=True)
+            print(f"peak memory of a short train.py run, {name} corpus ...", flush=True)
             out = os.path.join(work, f"run_{name}")
             shutil.rmtree(out, ignore_errors=True)
             result = train_py_peak_memory(args.transform_yaml, cli, corpus, out, args.timeout)
-            train_csv = os.path.join(out, "save", "train.csv")
-            with open(train_csv) as handle:
+            with open(os.path.join(out, "save", "train.csv")) as handle:
                 n_train = sum(1 for _ in handle) - 1
             result.update(yaml=args.transform_yaml, corpus=name, audio_mb=corpus_audio_mb(corpus),
-                          train_notes=n_train)
+                          train_notes=n_train, training_steps=args.memory_steps)
             report["memory"].append(result)
+        print("memory of a full-size (289,205-note) training manifest ...", flush=True)
+        csv_path = full_size_manifest(os.path.join(work, "run_5x", "save", "train.csv"),
+                                      os.path.join(work, "full_size_train.csv"), NSYNTH_NOTES["train"])
+        num_workers = overrides.get("num_workers", 4)
+        report["manifest"] = run_worker("manifest", {"csv": csv_path, "batch_size": 256,
+                                                     "num_workers": num_workers}, args.timeout)
 
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["full_nsynth_extrapolation"] = extrapolate(report)
@@ -586,10 +667,16 @@ def markdown(report):
                      f"loop spent waiting for a batch (first batch {d['first_batch_wait_seconds']:.2f} s, "
                      f"excluded)")
     for r in report.get("memory", []):
-        lines.append(f"- one-epoch train.py {os.path.basename(r['yaml'])} run, {r['corpus']} corpus ({r['train_notes']} training notes, "
+        lines.append(f"- {r['training_steps']}-step train.py {os.path.basename(r['yaml'])} run, {r['corpus']} corpus ({r['train_notes']} training notes, "
                      f"{r['audio_mb']:.0f} MB of audio): peak RSS of the training process "
                      f"{r['main_rss_mb']:.0f} MB; peak PSS of the process tree (with data-loader workers) "
                      f"{r['tree_pss_mb']:.0f} MB")
+    if "manifest" in report:
+        r = report["manifest"]
+        lines.append(f"- full-size training manifest ({r['rows']} notes): {r['manifest_mb']:.0f} MB in the "
+                     f"main process ({r['bytes_per_note']:.0f} bytes/note); process-tree PSS "
+                     f"{r['tree_pss_before_loader_mb']:.0f} MB before and {r['tree_pss_peak_during_pass_mb']:.0f} "
+                     f"MB at the peak of one pass of {r['num_workers']} data-loader workers over every row")
     for row in report["full_nsynth_extrapolation"]["per_system"]:
         out = f" ({row['transform_output']})" if row.get("transform_output") else ""
         valid = f", validation {row['valid_hours']:.2f} h" if "valid_hours" in row else ""
@@ -601,7 +688,7 @@ def markdown(report):
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--_worker":
         task, spec = sys.argv[2], json.loads(sys.argv[3])
-        result = {"train": worker_train, "loader": worker_loader}[task](spec)
+        result = {"train": worker_train, "loader": worker_loader, "manifest": worker_manifest}[task](spec)
         print("RESULT " + json.dumps(result))
     else:
         main(sys.argv[1:])
