@@ -549,7 +549,10 @@ def main(argv):
     if "leave_one_source_out" in scenarios:
         folder = os.path.join(output, "corpora", f"leave_out_{os.path.splitext(leave_out)[0]}")
         progress(f"leave_one_source_out: corpus in {folder}")
-        summary = build_leave_one_source_out(corpus, folder, leave_out)
+        try:
+            summary = build_leave_one_source_out(corpus, folder, leave_out)
+        except ValueError as err:
+            raise BenchmarkError(f"cannot build the leave_one_source_out corpus: {err}") from None
         report["leave_one_source_out_corpus"] = dict(summary, folder=folder)
         data_folders["leave_one_source_out"] = folder
         progress("leave_one_source_out: " + ", ".join(

@@ -1,0 +1,203 @@
+"""benchmark.py and evaluate.py end to end on the tiny corpus and the real NSynth sample.
+
+One benchmark run (2 tiny systems, scenarios rendered + nsynth_real) is shared by the
+tests of this module; the leave-one-SoundFont-out corpus builder is tested on a
+hand-made corpus whose notes carry the renderer's ``soundfont`` field.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO, SHARED_DATA, make_nsynth_corpus
+
+BENCHMARK = os.path.join(REPO, "recipes", "NSynth", "benchmark.py")
+NSYNTH_DEV = os.path.join(SHARED_DATA, "nsynth-test-dev")
+SYSTEMS = ["melspec", "xvector"]
+SCENARIOS = ["rendered", "nsynth_real"]
+TINY_PROTOCOL = ["--enrolments_per_instrument=4", "--targets_per_note=4", "--nontargets_per_note=4"]
+TINY_CONFIG = {
+    "common": ["--number_of_epochs=1", "--batch_size=8", "--eval_batch_size=16", "--num_workers=0",
+               "--crop_seconds=0.5", "--crop_max_start=0.5", "--emb_dim=32", *TINY_PROTOCOL],
+    "systems": {
+        "melspec": ["--n_filters=40", "--resnet_channels=[4,8]", "--resnet_blocks=[1,1]", "--resnet_strides=[1,2]"],
+        "xvector": ["--n_filters=40", "--tdnn_channels=[16,16,16,16,32]"],
+    },
+    "profile": {"steps": 1, "warmup": 0, "embed_repeats": 1, "timeout": 300},
+}
+
+
+def benchmark_argv(run, *extra):
+    return [f"--config={run['config']}", f"--corpus={run['corpus']}", f"--output={run['out']}",
+            f"--systems={','.join(SYSTEMS)}", f"--scenarios={','.join(SCENARIOS)}", f"--nsynth_real={NSYNTH_DEV}",
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def benchmark_run(tiny_corpus, tmp_path_factory):
+    """One benchmark.py run on the command line, as a user starts it."""
+    work = tmp_path_factory.mktemp("benchmark")
+    run = {"config": work / "tiny.yaml", "out": work / "out", "corpus": tiny_corpus}
+    run["config"].write_text(yaml.safe_dump(TINY_CONFIG))
+    # One thread: the machine is shared, and tiny models gain nothing from more.
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, BENCHMARK, *benchmark_argv(run)], capture_output=True, text=True,
+                          cwd=REPO, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run["stdout"] = proc.stdout
+    return run
+
+
+def test_benchmark_writes_a_row_per_system_and_scenario(benchmark_run):
+    out = benchmark_run["out"]
+    report = json.loads((out / "benchmark.json").read_text())
+    assert report["failures"] == []
+    assert {(r["system"], r["scenario"]) for r in report["rows"]} == {(s, c) for s in SYSTEMS for c in SCENARIOS}
+    for row in report["rows"]:
+        assert row["status"] == "ok"
+        for key in ("EER", "minDCF", "family_micro_f1", "family_macro_f1", "parameters", "train_examples_per_s",
+                    "embed_notes_per_s_batch", "embed_notes_per_s_single", "peak_rss_mb"):
+            assert isinstance(row[key], (int, float)) and math.isfinite(row[key]), (row["system"], key)
+        assert 0 <= row["EER"] <= 100 and 0 <= row["family_micro_f1"] <= 1
+        assert row["parameters"] > 0 and row["train_examples_per_s"] > 0
+        assert row["n_notes"] == (48 if row["scenario"] == "rendered" else 400)
+    for key in ("cpu", "cores", "torch"):
+        assert report["machine"][key]
+    # The budget is the same for both; the sizes differ.
+    assert report["common_overrides"] == TINY_CONFIG["common"]
+    markdown = (out / "benchmark.md").read_text()
+    for system in SYSTEMS:
+        for scenario in SCENARIOS:
+            assert f"| {system} | {scenario} | " in markdown
+    assert (out / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "rendered" / "melspec" / "model" / "hyperparams.yaml").is_file()
+    assert (out / "nsynth_real" / "xvector" / "trials.txt").is_file()
+    assert "rendered/melspec: training (log" in benchmark_run["stdout"]
+
+
+def test_a_second_run_reuses_everything(benchmark_run, capsys):
+    import benchmark
+
+    out = benchmark_run["out"]
+    done = [out / s / system / "results.json" for s in SCENARIOS for system in SYSTEMS]
+    done += [out / "profile" / f"{system}.json" for system in SYSTEMS]
+    before = {p: p.stat().st_mtime_ns for p in done}
+    first = json.loads((out / "benchmark.json").read_text())["rows"]
+    start = time.time()
+    benchmark.main(benchmark_argv(benchmark_run))
+    seconds = time.time() - start
+    stdout = capsys.readouterr().out
+    assert ": training (log" not in stdout and "measuring costs" not in stdout
+    assert stdout.count("reusing") == len(done)
+    assert {p: p.stat().st_mtime_ns for p in done} == before
+    again = json.loads((out / "benchmark.json").read_text())["rows"]
+    assert [(r["system"], r["scenario"], r["EER"]) for r in again] == [(r["system"], r["scenario"], r["EER"])
+                                                                       for r in first]
+    assert seconds < 30
+
+
+def test_other_settings_in_the_same_output_are_refused(benchmark_run):
+    import benchmark
+
+    with pytest.raises(benchmark.BenchmarkError, match="other settings"):
+        benchmark.main(benchmark_argv(benchmark_run, "--lr=0.5"))
+    # The tiny corpus was not rendered from SoundFonts: no leave-one-source-out corpus from it.
+    with pytest.raises(benchmark.BenchmarkError, match="soundfont"):
+        benchmark.main(benchmark_argv(benchmark_run, "--scenarios=leave_one_source_out"))
+
+
+def test_evaluation_on_real_nsynth_notes(benchmark_run):
+    """The nsynth_real scenario is evaluate.py's evaluate_model on the 400 shared NSynth notes."""
+    folder = benchmark_run["out"] / "nsynth_real" / "melspec"
+    record = json.loads((folder / "results.json").read_text())
+    assert record["n_notes"] == 400 and record["n_instruments"] == 25 and record["n_skipped"] == 0
+    assert record["data_folder"] == os.path.abspath(NSYNTH_DEV)
+    assert record["protocol"]["enrolments_per_instrument"] == 4  # the budget's protocol
+    assert record["n_target_trials"] > 0 and record["n_nontarget_trials"] > 0
+    assert sum(map(sum, record["family_confusion"])) == 400
+    with open(folder / "trials.txt") as handle:
+        trials = [line.split() for line in handle]
+    assert len(trials) == record["n_target_trials"] + record["n_nontarget_trials"]
+    assert (folder / "enrolments.txt").is_file() and (folder / "family_confusion.png").is_file()
+
+
+def test_evaluate_cli_matches_the_training_run(benchmark_run, tmp_path):
+    """Whole notes, as train.py's test evaluation reads them: the same figures on the same trials."""
+    import evaluate
+
+    run = benchmark_run["out"] / "rendered" / "melspec"
+    # A corpus root is read as its nsynth-test split.
+    record = evaluate.main(["--model", str(run / "model"), "--data_folder", benchmark_run["corpus"],
+                            "--output", str(tmp_path), *TINY_PROTOCOL])
+    trained = json.loads((run / "results.json").read_text())
+    assert record["n_notes"] == trained["n_notes"] == 48
+    assert (tmp_path / "trials.txt").read_text() == (run / "save" / "test_trials.txt").read_text()
+    for key in ("EER", "minDCF", "family_micro_f1", "family_macro_f1"):
+        assert record[key] == pytest.approx(trained[key], abs=1e-4), key
+    for name in ("results.json", "family_confusion.png", "enrolments.txt", "skipped.txt"):
+        assert (tmp_path / name).is_file(), name
+    with pytest.raises(SystemExit):
+        evaluate.main(["--model", str(run / "model"), "--data_folder", benchmark_run["corpus"], "--batch_size", "0"])
+
+
+SOUNDFONTS = ["A.sf2", "B.sf2", "C.sf2"]
+
+
+@pytest.fixture
+def soundfont_corpus(tmp_path):
+    """16 instruments (4 families), each from one of three SoundFonts."""
+    root = make_nsynth_corpus(str(tmp_path / "corpus"), instruments_per_split=(8, 4, 4), pitches=(48, 60, 72),
+                              seconds=0.25)
+    for split in ("train", "valid", "test"):
+        path = os.path.join(root, f"nsynth-{split}", "examples.json")
+        with open(path) as handle:
+            examples = json.load(handle)
+        for meta in examples.values():
+            meta["soundfont"] = SOUNDFONTS[meta["instrument"] % 3]
+        with open(path, "w") as handle:
+            json.dump(examples, handle)
+    return root
+
+
+def read_split(folder, split):
+    with open(os.path.join(folder, f"nsynth-{split}", "examples.json")) as handle:
+        return json.load(handle)
+
+
+def test_leave_one_source_out_corpus(soundfont_corpus, tmp_path):
+    from benchmark import build_leave_one_source_out
+    from nsynth_prepare import prepare_nsynth
+
+    out = str(tmp_path / "loso")
+    summary = build_leave_one_source_out(soundfont_corpus, out, "B")  # the stem works as well
+    held = {m["instrument_str"] for s in ("train", "valid", "test") for m in read_split(soundfont_corpus, s).values()
+            if m["soundfont"] == "B.sf2"}
+    splits = {s: read_split(out, s) for s in ("train", "valid", "test")}
+    assert {m["instrument_str"] for m in splits["test"].values()} == held
+    for split in ("train", "valid"):
+        assert splits[split] and not any(m["soundfont"] == "B.sf2" for m in splits[split].values())
+    n_source = sum(len(read_split(soundfont_corpus, s)) for s in ("train", "valid", "test"))
+    assert sum(map(len, splits.values())) == n_source
+    assert summary["splits"]["test"] == {"instruments": len(held), "notes": len(splits["test"]),
+                                         "soundfonts": ["B.sf2"]}
+    for split, examples in splits.items():
+        for note_id, meta in examples.items():
+            link = os.path.join(out, f"nsynth-{split}", "audio", f"{note_id}.wav")
+            source = os.path.join(soundfont_corpus, f"nsynth-{meta['corpus_split']}", "audio", f"{note_id}.wav")
+            assert os.path.islink(link) and os.path.samefile(link, source)
+    manifests = prepare_nsynth(out, str(tmp_path / "save"), enrolments_per_instrument=2, targets_per_note=2,
+                               nontargets_per_note=2)
+    with open(manifests["test"]) as handle:
+        assert sum(1 for _ in handle) - 1 == len(splits["test"])
+    # Built once: the same call reuses it; other inputs are refused; bad names are explained.
+    assert build_leave_one_source_out(soundfont_corpus, out, "B") == summary
+    with pytest.raises(RuntimeError, match="other inputs"):
+        build_leave_one_source_out(soundfont_corpus, out, "C")
+    with pytest.raises(ValueError, match="no instrument of SoundFont"):
+        build_leave_one_source_out(soundfont_corpus, str(tmp_path / "x"), "D.sf2")
