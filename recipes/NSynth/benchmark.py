@@ -555,8 +555,10 @@ def main(argv):
             raise BenchmarkError(f"cannot build the leave_one_source_out corpus: {err}") from None
         report["leave_one_source_out_corpus"] = dict(summary, folder=folder)
         data_folders["leave_one_source_out"] = folder
-        progress("leave_one_source_out: " + ", ".join(
-            f"{s} {v['instruments']} instruments / {v['notes']} notes" for s, v in summary["splits"].items()))
+        sizes = ", ".join(f"{s} {v['instruments']} instruments / {v['notes']} notes"
+                          for s, v in summary["splits"].items())
+        progress(f"leave_one_source_out: {sizes}")
+        report["scenario_notes"]["leave_one_source_out"] += f" ({sizes})"
 
     training = [s for s in ("rendered", "leave_one_source_out") if s in scenarios]
     if "nsynth_real" in scenarios and "rendered" not in training:
