@@ -146,7 +146,7 @@ def load_config(path):
 
 # --------------------------------------------------------------------------- corpora
 
-def _read_examples(path):
+def _read_json(path):
     with open(path) as handle:
         return json.load(handle)
 
@@ -207,7 +207,7 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
 
     notes = {}  # note id -> (corpus split, metadata)
     for split, path in sources.items():
-        for note_id, meta in _read_examples(path).items():
+        for note_id, meta in _read_json(path).items():
             if "soundfont" not in meta:
                 raise ValueError(f"{path}: note {note_id} has no 'soundfont' field; only corpora rendered "
                                  "by timbre_lobes.render say which SoundFont a note comes from")
@@ -265,7 +265,7 @@ def _signature(path):
 
 
 def count_instruments(corpus, split="train"):
-    examples = _read_examples(os.path.join(corpus, f"nsynth-{split}", "examples.json"))
+    examples = _read_json(os.path.join(corpus, f"nsynth-{split}", "examples.json"))
     return len({meta["instrument_str"] for meta in examples.values()})
 
 
@@ -316,7 +316,7 @@ def train_system(system, data_folder, folder, overrides, progress):
                         "overrides": overrides})
     if trained(folder):
         progress(f"{system}: reusing {folder}/results.json")
-        return dict(_read_examples(os.path.join(folder, "results.json")), reused=True)
+        return dict(_read_json(os.path.join(folder, "results.json")), reused=True)
     log = os.path.join(folder, "benchmark_train.log")
     cmd = [sys.executable, os.path.join(HERE, "train.py"), yaml_path, *overrides,
            f"--data_folder={os.path.abspath(data_folder)}", f"--output_folder={os.path.abspath(folder)}"]
@@ -328,7 +328,7 @@ def train_system(system, data_folder, folder, overrides, progress):
         proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
     if proc.returncode != 0 or not trained(folder):
         raise RuntimeError(f"train.py {system} failed (exit {proc.returncode}); see {log}")
-    record = _read_examples(os.path.join(folder, "results.json"))
+    record = _read_json(os.path.join(folder, "results.json"))
     progress(f"{system}: trained in {time.time() - start:.0f} s: EER {record['EER']:.2f} %, "
              f"family micro-F1 {record['family_micro_f1']:.3f}")
     return dict(record, reused=False)
@@ -340,7 +340,7 @@ def evaluate_real(system, model_folder, nsynth_folder, folder, protocol, device,
         model_id = json.load(handle)["model_id"]
     results = os.path.join(folder, "results.json")
     if os.path.isfile(results):
-        record = _read_examples(results)
+        record = _read_json(results)
         if (record.get("model_id") == model_id and record.get("data_folder") == os.path.abspath(nsynth_folder)
                 and record.get("protocol") == protocol):
             progress(f"{system}: reusing {results}")
@@ -362,7 +362,7 @@ def profile_system(system, overrides, n_instruments, settings, folder, progress)
             "n_instruments": n_instruments}
     path = os.path.join(folder, f"{system}.json")
     if os.path.isfile(path):
-        cached = _read_examples(path)
+        cached = _read_json(path)
         if cached.get("spec") == spec:
             progress(f"{system}: reusing the cost measurement {path}")
             return cached["result"]
