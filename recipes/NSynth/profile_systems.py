@@ -551,6 +551,7 @@ def main(argv):
     def spec(yaml_path, label, extra=None, base=None, steps=None, warmup=None, embed=True):
         merged = dict(overrides if base is None else base)
         merged.update(extra or {})
+        merged["output_folder"] = os.path.join(work, "scratch")  # what the YAML's objects create
         return {"yaml": yaml_path, "label": label, "overrides": merged, "run_opts": run_opts,
                 "steps": steps or args.steps, "warmup": args.warmup if warmup is None else warmup,
                 "embed": embed, "embed_repeats": args.embed_repeats, "n_instruments": args.n_instruments}
