@@ -127,3 +127,32 @@ def test_half_written_examples_json_is_a_clear_error(tiny_corpus, tmp_path):
     path.write_text(path.read_text()[:100])
     with pytest.raises(DataFolderError, match="not valid JSON"):
         prepare_nsynth(str(data), str(tmp_path / "save"))
+
+
+def test_interrupted_preparation_with_new_options_is_not_trusted(tiny_corpus, tmp_path, monkeypatch):
+    import nsynth_prepare
+
+    save = tmp_path / "save"
+    prepare_nsynth(tiny_corpus, str(save))
+    calls = {"n": 0}
+    real = nsynth_prepare.write_manifest
+
+    def crash_after_first(rows, path):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real(rows, path)
+
+    monkeypatch.setattr(nsynth_prepare, "write_manifest", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_nsynth(tiny_corpus, str(save), trial_seed=7)  # killed half way with new options
+    monkeypatch.setattr(nsynth_prepare, "write_manifest", real)
+    assert not (save / "opt_nsynth_prepare.json").exists()
+    stamp = os.stat(save / "train.csv").st_mtime_ns
+    prepare_nsynth(tiny_corpus, str(save))  # the original options again: must redo, not trust
+    assert os.stat(save / "train.csv").st_mtime_ns != stamp
+
+
+def test_prepared_files_are_not_private(tiny_corpus, tmp_path):
+    prepare_nsynth(tiny_corpus, str(tmp_path / "save"))
+    assert os.stat(tmp_path / "save" / "train.csv").st_mode & 0o044 == 0o044

@@ -116,6 +116,10 @@ def prepare_nsynth(
         return {split: os.path.join(save_folder, f"{split}.csv") for split in splits}
 
     os.makedirs(save_folder, exist_ok=True)
+    # Outputs are about to change: until they all match the new options, no run may trust them.
+    opt_path = os.path.join(save_folder, OPTIONS_FILE)
+    if os.path.exists(opt_path):
+        os.remove(opt_path)
     problems = []
     seen_ids = set()
     manifests = {}
