@@ -184,13 +184,6 @@ def output_names(inputs):
     return named, missing
 
 
-def _publish(path):
-    """Usual permissions for an output file (atomic_open's temporary files are private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def run_embed(args):
     named, missing = output_names(args.inputs)
     files = [path for path, _ in named]
@@ -209,7 +202,6 @@ def run_embed(args):
         npy = os.path.join(args.out, npy_name[result.path])
         with atomic_open(npy, "wb") as handle:
             np.save(handle, result.embedding.astype(np.float32))
-        _publish(npy)
         rows.append([result.path, npy_name[result.path], f"{result.duration:.3f}"])
         embeddings.append(result.embedding)
     bar.close()
@@ -220,7 +212,6 @@ def run_embed(args):
             writer.writerow(["file", "embedding", "duration", "family", "family_confidence"])
             for row, p in zip(rows, probs):
                 writer.writerow(row + [model.family_labels[int(p.argmax())], f"{p.max():.4f}"])
-        _publish(os.path.join(args.out, "index.csv"))
     print(f"Embedded {len(rows)} file(s) into {args.out}")
     _exit(report_failures(failures, len(files) + len(missing)))
 
