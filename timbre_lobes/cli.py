@@ -110,6 +110,18 @@ def _progress(total, desc):
     return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=None, leave=False)
 
 
+def _embedded(model, files, batch_size, desc, failures):
+    """Embeds ``files`` with a progress bar; yields the good results, appends the errors to ``failures``."""
+    bar = _progress(len(files), desc)
+    for result in model.iter_embed_files(files, batch_size):
+        bar.update(1)
+        if result.error is not None:
+            failures.append(result.error)
+        else:
+            yield result
+    bar.close()
+
+
 def report_failures(failures, total):
     """Lists the skipped files on stderr; returns the exit status (1 if any)."""
     if not failures:
@@ -193,18 +205,12 @@ def run_embed(args):
         raise ValueError(f"no audio files in {' '.join(args.inputs)}")
     model = load_model(args)
     rows, embeddings = [], []
-    bar = _progress(len(files), "embed")
-    for result in model.iter_embed_files(files, args.batch_size):
-        bar.update(1)
-        if result.error is not None:
-            failures.append(result.error)
-            continue
+    for result in _embedded(model, files, args.batch_size, "embed", failures):
         npy = os.path.join(args.out, npy_name[result.path])
         with atomic_open(npy, "wb") as handle:
             np.save(handle, result.embedding.astype(np.float32))
         rows.append([result.path, npy_name[result.path], f"{result.duration:.3f}"])
         embeddings.append(result.embedding)
-    bar.close()
     if rows:
         probs = model.family_probabilities(np.stack(embeddings))
         with atomic_open(os.path.join(args.out, "index.csv"), "w", newline="") as handle:
@@ -275,15 +281,9 @@ def run_classify(args):
         raise ValueError(f"no audio files in {' '.join(args.inputs)}")
     model = load_model(args)
     kept, embeddings = [], []
-    bar = _progress(len(files), "classify")
-    for result in model.iter_embed_files(files, args.batch_size):
-        bar.update(1)
-        if result.error is not None:
-            failures.append(result.error)
-        else:
-            kept.append(result.path)
-            embeddings.append(result.embedding)
-    bar.close()
+    for result in _embedded(model, files, args.batch_size, "classify", failures):
+        kept.append(result.path)
+        embeddings.append(result.embedding)
     records = []
     if kept:
         probs = model.family_probabilities(np.stack(embeddings))
