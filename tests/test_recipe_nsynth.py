@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from hyperpyyaml import load_hyperpyyaml
 
 from conftest import REPO
 
@@ -55,3 +57,17 @@ def test_rerun_reloads_the_checkpoint_and_reproduces_results(tiny_corpus, tmp_pa
     assert "Going into epoch" not in proc.stdout + proc.stderr
     for key in ("EER", "minDCF", "family_micro_f1", "family_macro_f1"):
         assert second[key] == pytest.approx(first[key], abs=1e-6)
+
+
+@pytest.mark.parametrize("system", ["melspec", "transMel", "transMIDI", "leaf", "xvector", "ecapa"])
+def test_augment_prob_is_one_switch_for_every_system(system):
+    with open(os.path.join(REPO, "hparams", f"{system}.yaml")) as fin:
+        hparams = load_hyperpyyaml(fin, {"augment_prob": 0.0})
+    augmenter = hparams["wav_augment"]
+    assert augmenter.augment_prob == 0.0
+    wavs = torch.randn(4, 1600)
+    out, lens = augmenter(wavs, torch.ones(4))
+    # Off means the batch and its labels pass through untouched.
+    assert torch.equal(out, wavs)
+    labels = torch.arange(4).unsqueeze(1)
+    assert torch.equal(augmenter.replicate_labels(labels), labels)
