@@ -71,3 +71,31 @@ def test_augment_prob_is_one_switch_for_every_system(system):
     assert torch.equal(out, wavs)
     labels = torch.arange(4).unsqueeze(1)
     assert torch.equal(augmenter.replicate_labels(labels), labels)
+
+
+def test_linear_heads_train_export_and_load(tiny_corpus, tmp_path):
+    """--head_type=linear: plain softmax heads train, export and give family probabilities."""
+    import numpy as np
+
+    from timbre_lobes.heads import LinearClassifier
+    from timbre_lobes.inference import TimbreEncoder
+
+    out = tmp_path / "linear"
+    run_recipe("transMel", tiny_corpus, out, "--head_type=linear")
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_notes"] == 48
+    model = TimbreEncoder.from_hparams(source=str(out / "model"), run_opts={"device": "cpu"})
+    assert isinstance(model.mods.family_head, LinearClassifier)
+    assert isinstance(model.mods.instrument_head, LinearClassifier)
+    assert model.mods.instrument_head.weight.shape[0] == 6
+    # Logits of a linear head are used as they are: no cosine scale.
+    assert model.family_scale == 1.0
+    probs = model.family_probabilities(np.random.RandomState(0).randn(3, 32).astype("float32"))
+    assert probs.shape == (3, 11) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert "timbre_lobes.heads.classification_head" in (out / "model" / "hyperparams.yaml").read_text()
+
+
+def test_unknown_head_type_is_a_clear_error():
+    with open(os.path.join(REPO, "hparams", "transMel.yaml")) as fin:
+        with pytest.raises(ValueError, match="head_type must be one of"):
+            load_hyperpyyaml(fin, {"head_type": "softmax"})

@@ -25,6 +25,7 @@ import hashlib
 import inspect
 import json
 import os
+import pydoc
 import shutil
 import tempfile
 
@@ -278,9 +279,13 @@ def training_definitions(hparams_file, modules, n_instruments):
         if tag.startswith("!name:") and key == "instrument_head":
             node = CommentedMap(node)
             node["out_neurons"] = n_instruments
-            tag = "!new:" + tag[len("!name:"):]
-        elif not tag.startswith("!new:"):
-            raise ValueError(f"cannot export {key}: expected a !new: definition in {hparams_file}, got {tag!r}")
+            target = tag[len("!name:"):]
+            # A class is built with !new:, a factory function (heads.classification_head) with !apply:.
+            tag = ("!new:" if inspect.isclass(pydoc.locate(target)) else "!apply:") + target
+        elif not tag.startswith(("!new:", "!apply:")):
+            raise ValueError(
+                f"cannot export {key}: expected a !new: or !apply: definition in {hparams_file}, got {tag!r}"
+            )
         texts[key] = "\n".join(_emit(key, node, 0, tag)) + "\n"
     return texts
 
@@ -344,7 +349,7 @@ def inference_yaml(settings, definitions, module_names, origin, hparams_file):
         "# Verification: cosine similarity of two sounds' embeddings >= threshold -> same instrument.",
         f"# Origin: {origin}.",
         f"verification_threshold: {_scalar(s['verification_threshold'])}",
-        "# Family probabilities: softmax(family_scale * cosine), the training loss's scale.",
+        "# Family probabilities: softmax(family_scale * head scores), the training loss's scale (1 for linear heads).",
         f"family_scale: {_scalar(s['family_scale'])}",
         "",
         "# Audio input (timbre_lobes.audio.load_audio): every file is downmixed, resampled to",

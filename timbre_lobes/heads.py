@@ -1,15 +1,97 @@
-"""Angular-margin classification heads.
+"""Classification heads: cosine heads with angular margins (the paper's), or plain linear softmax.
 
 The cosine heads themselves are SpeechBrain's (``speechbrain.lobes.models.
 ECAPA_TDNN.Classifier`` with ``lin_blocks: 0``: cosine between the normalised
 embedding and normalised class weights), and the default margin is SpeechBrain's
 ``AdditiveAngularMargin`` inside ``LogSoftmaxWrapper``. This module adds the
-paper's SphereFace-style multiplicative margin, usable in the same wrapper.
+paper's SphereFace-style multiplicative margin, usable in the same wrapper, and
+a plain linear head: on the small budgets of a CPU it learns much faster than a
+margin on cosines (see ``docs/experiments``).
+
+The YAMLs choose with one key, ``head_type``, through :func:`classification_head`
+and :func:`head_logits`.
 """
 
 import math
 
 import torch
+from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+from speechbrain.nnet.losses import AdditiveAngularMargin
+
+HEAD_TYPES = ("cosine", "linear")
+
+
+class LinearClassifier(torch.nn.Linear):
+    """Plain linear head: [batch, 1, input_size] embeddings -> [batch, 1, out_neurons] logits.
+
+    Same arguments and shapes as SpeechBrain's ECAPA ``Classifier``, so either
+    can sit behind any lobe; ``weight`` holds one row per class.
+
+    Example
+    -------
+    >>> head = LinearClassifier(input_size=8, out_neurons=3)
+    >>> head(torch.rand(4, 1, 8)).shape
+    torch.Size([4, 1, 3])
+    """
+
+    def __init__(self, input_size, out_neurons):
+        super().__init__(input_size, out_neurons)
+
+
+class PlainLogits(torch.nn.Module):
+    """No margin: hands a linear head's logits to ``LogSoftmaxWrapper`` unchanged.
+
+    ``LogSoftmaxWrapper(PlainLogits())`` is then ordinary softmax cross-entropy.
+    ``scale`` is 1: the logits are used as they are (inference reads it as the
+    softmax temperature of the family probabilities).
+
+    Example
+    -------
+    >>> from speechbrain.nnet.losses import LogSoftmaxWrapper
+    >>> logits, targets = torch.randn(4, 1, 3), torch.tensor([[0], [2], [1], [0]])
+    >>> loss = LogSoftmaxWrapper(PlainLogits())(logits, targets)
+    >>> torch.allclose(loss, torch.nn.functional.cross_entropy(logits[:, 0], targets[:, 0]))
+    True
+    """
+
+    scale = 1.0
+
+    def forward(self, outputs, targets=None):
+        """[batch, classes] logits (and unused one-hot targets) -> the same logits."""
+        return outputs
+
+
+def _check_head_type(head_type):
+    if head_type not in HEAD_TYPES:
+        raise ValueError(f"head_type must be one of {HEAD_TYPES}, got {head_type!r}")
+
+
+def classification_head(head_type, input_size, out_neurons):
+    """A head of the chosen type: ``"cosine"`` (SpeechBrain's ECAPA ``Classifier``) or ``"linear"``.
+
+    Example
+    -------
+    >>> classification_head("cosine", 8, 3)(torch.rand(2, 1, 8)).abs().max() <= 1.0
+    tensor(True)
+    >>> type(classification_head("linear", 8, 3)).__name__
+    'LinearClassifier'
+    """
+    _check_head_type(head_type)
+    if head_type == "cosine":
+        return Classifier(input_size=input_size, lin_blocks=0, out_neurons=out_neurons)
+    return LinearClassifier(input_size=input_size, out_neurons=out_neurons)
+
+
+def head_logits(head_type, margin, scale):
+    """The ``loss_fn`` of ``LogSoftmaxWrapper`` matching a head type.
+
+    ``"cosine"``: SpeechBrain's ``AdditiveAngularMargin(margin, scale)``.
+    ``"linear"``: :class:`PlainLogits` (``margin`` and ``scale`` have no meaning there).
+    """
+    _check_head_type(head_type)
+    if head_type == "cosine":
+        return AdditiveAngularMargin(margin=margin, scale=scale)
+    return PlainLogits()
 
 
 class AngularSoftmaxMargin(torch.nn.Module):

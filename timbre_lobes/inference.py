@@ -302,7 +302,11 @@ class TimbreEncoder(EncoderClassifier):
             return self.mods[head](emb.reshape(-1, 1, emb.shape[-1]))[:, 0].cpu()
 
     def family_probabilities(self, embeddings):
-        """[n, emb] embeddings -> [n, n_families] probabilities, softmax(family_scale * cosine)."""
+        """[n, emb] embeddings -> [n, n_families] probabilities, softmax(family_scale * head scores).
+
+        The scores are cosines for cosine heads (``family_scale`` = the training scale) and
+        logits for linear heads (``family_scale`` = 1).
+        """
         cosines = self._head_cosines("family_head", embeddings)
         return torch.softmax(self.family_scale * cosines, dim=-1).numpy()
 
@@ -338,9 +342,10 @@ class TimbreEncoder(EncoderClassifier):
         return [self.family_labels[i] for i in probs.argmax(axis=1)], probs
 
     def closest_instruments_of(self, embeddings, top_k=1):
-        """The training instruments nearest each embedding, by cosine to the instrument head's rows.
+        """The training instruments nearest each embedding, by the instrument head's scores.
 
-        Returns a list (one per embedding) of ``top_k`` ``(instrument, cosine)`` pairs, best first.
+        Returns a list (one per embedding) of ``top_k`` ``(instrument, score)`` pairs, best first:
+        the score is a cosine for a cosine head, a logit for a linear head.
         """
         cosines = self._head_cosines("instrument_head", embeddings)
         k = min(top_k, cosines.shape[1])
@@ -349,7 +354,7 @@ class TimbreEncoder(EncoderClassifier):
                 for vs, ix in zip(values, indices)]
 
     def closest_instrument(self, paths, top_k=1, batch_size=16):
-        """For each file, the ``top_k`` nearest training instruments as ``(name, cosine)``, best first."""
+        """For each file, the ``top_k`` nearest training instruments as ``(name, score)``, best first."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         return self.closest_instruments_of(self.embed_files(paths, batch_size), top_k)

@@ -16,7 +16,7 @@ EXP = os.environ.get("EXP_DIR", "/tmp/timbre-probes")  # cached audio, manifests
 name = sys.argv[1]
 cfg = dict(front="fbank", enc="resnet", aug=0, steps=600, bs=32, lr=0.002, margin=0.2, scale=30.0,
            crop=1.5, maxstart=1.0, collapse="flatten", eval_every=200, fw=1.0, nfilt=80,
-           ch="16,32,64,128", blocks="1,1,1,1", strides="2,2,2,2", emb=256, lde=8, seed=1, hop=10, pool="lde", pbn=0, loss="aam", wd=2e-5, sched="none")
+           ch="16,32,64,128", blocks="1,1,1,1", strides="2,2,2,2", emb=256, lde=8, seed=1, tout="log_energy", hop=10, pool="lde", pbn=0, loss="aam", wd=2e-5, sched="none")
 for a in sys.argv[2:]:
     k, v = a.split("="); cfg[k] = type(cfg[k])(v) if not isinstance(cfg[k], str) else v
 torch.manual_seed(cfg["seed"]); random.seed(cfg["seed"]); np.random.seed(cfg["seed"])
@@ -30,7 +30,7 @@ y_inst = torch.tensor([iidx[r["instrument"]] for r in tr_rows]); y_fam = torch.t
 if cfg["front"] == "fbank":
     front = Fbank(sample_rate=16000, n_mels=cfg["nfilt"], n_fft=512, win_length=25, hop_length=cfg["hop"])
 else:
-    front = TransformLayer(out_channels=cfg["nfilt"], kernel_size=401, stride=int(cfg["hop"] * 16), init_type=cfg["front"], output="log_energy")
+    front = TransformLayer(out_channels=cfg["nfilt"], kernel_size=401, stride=int(cfg["hop"] * 16), init_type=cfg["front"], output=cfg["tout"])
 norm = GlobalNormalization(update_until_epoch=1000)
 ints = lambda s: [int(x) for x in s.split(",")]
 if cfg["enc"] == "resnet":
