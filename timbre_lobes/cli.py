@@ -269,7 +269,8 @@ def add_classify_parser(subparsers):
     parser.add_argument("--json", action="store_true",
                         help="print JSON: file, family, confidence, all probabilities")
     parser.add_argument("--instrument", action="store_true",
-                        help="also give the closest training instrument (cosine to its head row)")
+                        help="also give the closest training instrument, with the instrument head's score "
+                             "(a cosine; a logit for linear heads)")
     _add_model_arguments(parser)
     parser.set_defaults(func=run_classify)
 

@@ -294,7 +294,7 @@ class TimbreEncoder(EncoderClassifier):
 
     # ---------------------------------------------------------------- classes
 
-    def _head_cosines(self, head, embeddings):
+    def _head_scores(self, head, embeddings):
         if head not in self.mods:
             raise ValueError(f"this model has no {head}")
         emb = torch.as_tensor(np.asarray(embeddings)).float().to(self.device)
@@ -307,8 +307,8 @@ class TimbreEncoder(EncoderClassifier):
         The scores are cosines for cosine heads (``family_scale`` = the training scale) and
         logits for linear heads (``family_scale`` = 1).
         """
-        cosines = self._head_cosines("family_head", embeddings)
-        return torch.softmax(self.family_scale * cosines, dim=-1).numpy()
+        scores = self._head_scores("family_head", embeddings)
+        return torch.softmax(self.family_scale * scores, dim=-1).numpy()
 
     def classify_batch(self, wavs, wav_lens=None):
         """SpeechBrain-style family classification of a batch.
@@ -347,9 +347,9 @@ class TimbreEncoder(EncoderClassifier):
         Returns a list (one per embedding) of ``top_k`` ``(instrument, score)`` pairs, best first:
         the score is a cosine for a cosine head, a logit for a linear head.
         """
-        cosines = self._head_cosines("instrument_head", embeddings)
-        k = min(top_k, cosines.shape[1])
-        values, indices = cosines.topk(k, dim=1)
+        scores = self._head_scores("instrument_head", embeddings)
+        k = min(top_k, scores.shape[1])
+        values, indices = scores.topk(k, dim=1)
         return [[(self.instrument_labels[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())]
                 for vs, ix in zip(values, indices)]
 
