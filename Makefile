@@ -10,7 +10,7 @@ DEMO_OUT ?= results/demo
 DEMO_OVERRIDES ?= --batch_size=32 --eval_batch_size=32 --num_workers=2 --crop_seconds=1.5 \
 	--crop_max_start=1.0 --n_filters=80 --hop_samples=320 --resnet_channels=[16,32,64,128] \
 	--resnet_blocks=[1,1,1,1] --resnet_strides=[2,2,2,2] --freq_collapse=mean --emb_dim=256 \
-	--head_type=linear --augment_prob=0.0 --lr=0.002 --lr_final=0.0002 --number_of_epochs=8
+	--head_type=linear --augment_prob=0.0 --lr=0.002 --lr_final=0.0002 --number_of_epochs=12
 
 .PHONY: setup apt pip test demo clean-demo
 

@@ -201,3 +201,36 @@ def test_leave_one_source_out_corpus(soundfont_corpus, tmp_path):
         build_leave_one_source_out(soundfont_corpus, out, "C")
     with pytest.raises(ValueError, match="no instrument of SoundFont"):
         build_leave_one_source_out(soundfont_corpus, str(tmp_path / "x"), "D.sf2")
+
+
+def _shipped_budgets():
+    """(system, overrides) for every system of benchmark_cpu.yaml, and the Makefile's demo."""
+    sys.path.insert(0, os.path.dirname(BENCHMARK))
+    import benchmark
+
+    config = benchmark.load_config(benchmark.DEFAULT_CONFIG)
+    budgets = [(system, benchmark.merge_overrides(config["common"], sizes))
+               for system, sizes in config["systems"].items()]
+    with open(os.path.join(REPO, "Makefile")) as handle:
+        makefile = handle.read().replace("\\\n", " ")
+    demo = next(line for line in makefile.splitlines() if line.startswith("DEMO_OVERRIDES"))
+    budgets.append(("transMel", demo.split("=", 1)[1].split()))
+    return budgets
+
+
+@pytest.mark.parametrize("system,overrides", _shipped_budgets(),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_shipped_budgets_set_real_keys_of_each_yaml(system, overrides):
+    """A misspelt key in the benchmark config or the demo would stop a long run at its start, or
+    (as a new key) change nothing; every override must name a key of the system's YAML and take effect."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    sys.path.insert(0, os.path.dirname(BENCHMARK))
+    import profile_systems
+
+    _, values = profile_systems.cli_to_overrides(overrides)
+    assert values, overrides
+    with open(os.path.join(REPO, "hparams", f"{system}.yaml")) as fin:
+        hparams = load_hyperpyyaml(fin, values)
+    for key, value in values.items():
+        assert hparams[key] == value, key

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Family identification of unseen instruments: the trained family head against back ends on embeddings.
+
+    python docs/experiments/family_backends.py MODEL_FOLDER [CORPUS] [--cache DIR]
+
+Research code (not part of the toolkit; no test runs it). It embeds every note of the
+corpus's train, valid and test splits with an exported model (``train.py``'s
+``<output_folder>/model``), caches the embeddings, and reports family micro-F1 on
+valid and test, overall and per instrument source, for:
+
+* ``head``: the model's jointly trained family head (what ``train.py`` reports);
+* ``logreg``: a logistic regression on length-normalised embeddings of the train notes,
+  its C chosen on valid;
+* ``centroid-1``: the family of the nearest training-instrument centroid (cosine), the
+  speaker-recognition way: "which known instrument does this sound like?";
+* ``centroid-vote-k``: a vote over the families of the k nearest training-instrument
+  centroids, weighted by cosine.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from tqdm import tqdm
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, REPO)
+
+from timbre_lobes.inference import TimbreEncoder  # noqa: E402
+
+SPLITS = ("train", "valid", "test")
+
+
+def load_split(corpus, split):
+    with open(os.path.join(corpus, f"nsynth-{split}", "examples.json")) as handle:
+        notes = json.load(handle)
+    ids = sorted(notes)
+    return ids, [notes[i] for i in ids], [os.path.join(corpus, f"nsynth-{split}", "audio", f"{i}.wav") for i in ids]
+
+
+def embed_split(encoder, corpus, split, cache):
+    path = os.path.join(cache, f"{split}.npz")
+    ids, meta, wavs = load_split(corpus, split)
+    if os.path.exists(path):
+        data = np.load(path, allow_pickle=True)
+        if list(data["ids"]) == ids:
+            return ids, meta, data["emb"]
+    rows = []
+    batch = 64
+    for start in tqdm(range(0, len(wavs), batch), desc=f"embedding {split}"):
+        rows.append(encoder.embed_files(wavs[start:start + batch], batch_size=32))
+    emb = np.concatenate(rows)
+    np.savez(path, ids=np.array(ids), emb=emb)
+    return ids, meta, emb
+
+
+def normalise(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-9)
+
+
+def centroids(emb, meta):
+    names = sorted({m["instrument_str"] for m in meta})
+    index = {n: i for i, n in enumerate(names)}
+    rows = np.array([index[m["instrument_str"]] for m in meta])
+    cents = np.stack([normalise(emb[rows == i]).mean(axis=0) for i in range(len(names))])
+    fam = {m["instrument_str"]: m["instrument_family"] for m in meta}
+    return normalise(cents), np.array([fam[n] for n in names])
+
+
+def centroid_vote(emb, cents, cent_fams, k, n_families=11):
+    sims = normalise(emb) @ cents.T
+    top = np.argsort(-sims, axis=1)[:, :k]
+    votes = np.zeros((len(emb), n_families))
+    for row in range(len(emb)):
+        for j in top[row]:
+            votes[row, cent_fams[j]] += max(sims[row, j], 0.0) + 1e-6
+    return votes.argmax(axis=1)
+
+
+def report(name, pred, meta):
+    true = np.array([m["instrument_family"] for m in meta])
+    sources = np.array([m["instrument_source_str"] for m in meta])
+    line = {"backend": name, "all": f1_score(true, pred, average="micro")}
+    for source in sorted(set(sources)):
+        mask = sources == source
+        line[source] = f1_score(true[mask], pred[mask], average="micro")
+    return line
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("corpus", nargs="?", default=os.path.join(REPO, "corpora", "soundfont-default"))
+    parser.add_argument("--cache", default=None)
+    args = parser.parse_args(argv)
+    cache = args.cache or os.path.join(args.model, "..", "family_backends")
+    os.makedirs(cache, exist_ok=True)
+    encoder = TimbreEncoder.from_hparams(source=os.path.abspath(args.model), savedir=os.path.abspath(args.model))
+    data = {s: embed_split(encoder, args.corpus, s, cache) for s in SPLITS}
+    _, train_meta, train_emb = data["train"]
+    train_fam = np.array([m["instrument_family"] for m in train_meta])
+    cents, cent_fams = centroids(train_emb, train_meta)
+
+    _, valid_meta, valid_emb = data["valid"]
+    valid_true = np.array([m["instrument_family"] for m in valid_meta])
+    best_c, best_f1, logreg = None, -1, None
+    for c in (0.01, 0.1, 1.0, 10.0):
+        model = LogisticRegression(C=c, max_iter=2000).fit(normalise(train_emb), train_fam)
+        f1 = f1_score(valid_true, model.predict(normalise(valid_emb)), average="micro")
+        if f1 > best_f1:
+            best_c, best_f1, logreg = c, f1, model
+    print(f"logreg C chosen on valid: {best_c}")
+
+    rows = []
+    for split in ("valid", "test"):
+        _, meta, emb = data[split]
+        counts = {}
+        for m in meta:
+            counts[m["instrument_source_str"]] = counts.get(m["instrument_source_str"], set()) | {m["instrument_str"]}
+        print(f"\n{split}: {len(meta)} notes; instruments per source "
+              + ", ".join(f"{k} {len(v)}" for k, v in sorted(counts.items())))
+        preds = {
+            "head": encoder.family_probabilities(emb).argmax(axis=1),
+            "logreg": logreg.predict(normalise(emb)),
+            "centroid-1": centroid_vote(emb, cents, cent_fams, 1),
+            "centroid-vote-5": centroid_vote(emb, cents, cent_fams, 5),
+            "centroid-vote-15": centroid_vote(emb, cents, cent_fams, 15),
+        }
+        for name, pred in preds.items():
+            line = report(name, pred, meta)
+            line["split"] = split
+            rows.append(line)
+            print("  " + f"{name:18s} " + "  ".join(f"{k} {v:.3f}" for k, v in line.items()
+                                                     if k not in ("backend", "split")))
+    with open(os.path.join(cache, "family_backends.json"), "w") as handle:
+        json.dump(rows, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
