@@ -99,3 +99,34 @@ def test_unknown_head_type_is_a_clear_error():
     with open(os.path.join(REPO, "hparams", "transMel.yaml")) as fin:
         with pytest.raises(ValueError, match="head_type must be one of"):
             load_hyperpyyaml(fin, {"head_type": "softmax"})
+
+
+@pytest.mark.parametrize("system,bins", [("melspec", 128), ("transMel", 122), ("transMIDI", 122)])
+def test_yaml_defaults_are_the_papers_sizes_and_take_a_training_step(system, bins):
+    """No override: the paper's sizes, and one forward/backward of the whole model on 1 s crops."""
+    with open(os.path.join(REPO, "hparams", f"{system}.yaml")) as fin:
+        hp = load_hyperpyyaml(fin)
+    assert (hp["n_filters"], hp["emb_dim"], hp["lde_components"]) == (bins, 512, 8)
+    assert hp["resnet_blocks"] == [3, 4, 6, 3] and hp["resnet_channels"] == [16, 32, 64, 128]
+    assert (hp["batch_size"], hp["number_of_epochs"], hp["head_type"]) == (128, 30, "cosine")
+    assert hp["family_weight"] > 0  # the paper's released config trained no family head
+    if system == "transMIDI":
+        low, high = hp["compute_features"].band_edges()
+        assert low.shape == (122,)
+        assert (low[69] * high[69]).sqrt().item() == pytest.approx(440.0, rel=1e-3)  # A4 = MIDI 69
+    torch.manual_seed(0)
+    wavs = 0.1 * torch.randn(2, 16000)
+    lens = torch.ones(2)
+    feats = hp["compute_features"](wavs)
+    assert feats.shape[-1] == bins
+    feats = hp["mean_var_norm"](feats, lens, epoch=1)
+    emb = hp["embedding_model"](feats, lens)
+    assert emb.shape == (2, 1, 512)
+    instrument_head = hp["instrument_head"](out_neurons=5)
+    families, instruments = torch.tensor([[0], [3]]), torch.tensor([[1], [4]])
+    loss = (hp["instrument_loss"](instrument_head(emb), instruments)
+            + hp["family_weight"] * hp["family_loss"](hp["family_head"](emb), families))
+    loss.backward()
+    for name, module in [("embedding", hp["embedding_model"]), ("family head", hp["family_head"]),
+                         ("instrument head", instrument_head)]:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()), name
