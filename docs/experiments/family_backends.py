@@ -6,7 +6,7 @@
 Research code (not part of the toolkit; no test runs it). It embeds every note of the
 corpus's train, valid and test splits with an exported model (``train.py``'s
 ``<output_folder>/model``), caches the embeddings, and reports family micro-F1 on
-valid and test, overall and per instrument source, for:
+valid and test, overall, per instrument source and per SoundFont, for:
 
 * ``head``: the model's jointly trained family head (what ``train.py`` reports);
 * ``logreg``: a logistic regression on length-normalised embeddings of the train notes,
@@ -84,11 +84,12 @@ def centroid_vote(emb, cents, cent_fams, k, n_families=11):
 
 def report(name, pred, meta):
     true = np.array([m["instrument_family"] for m in meta])
-    sources = np.array([m["instrument_source_str"] for m in meta])
     line = {"backend": name, "all": f1_score(true, pred, average="micro")}
-    for source in sorted(set(sources)):
-        mask = sources == source
-        line[source] = f1_score(true[mask], pred[mask], average="micro")
+    for field in ("instrument_source_str", "soundfont"):
+        groups = np.array([str(m.get(field, "?")).replace(".sf2", "") for m in meta])
+        for group in sorted(set(groups)):
+            mask = groups == group
+            line[group] = f1_score(true[mask], pred[mask], average="micro")
     return line
 
 
