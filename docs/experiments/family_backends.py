@@ -15,6 +15,12 @@ valid and test, overall, per instrument source and per SoundFont, for:
   speaker-recognition way: "which known instrument does this sound like?";
 * ``centroid-vote-k``: a vote over the families of the k nearest training-instrument
   centroids, weighted by cosine.
+
+On a rendered corpus it also asks whether the embedding knows the *kind* of instrument:
+every General MIDI program is played by several SoundFonts, so an unseen instrument has
+same-program siblings among the training instruments (FluidR3's violin for TimGM6mb's).
+It prints how often the nearest training centroid is such a sibling, and the rank of the
+best sibling among the training centroids.
 """
 
 import argparse
@@ -82,6 +88,21 @@ def centroid_vote(emb, cents, cent_fams, k, n_families=11):
     return votes.argmax(axis=1)
 
 
+def sibling_ranks(emb, meta, train_meta, cents):
+    """Rank (0 = nearest) of the nearest same-program training instrument, per note; None without programs."""
+    if any("program" not in m for m in meta + train_meta):
+        return None
+    names = sorted({m["instrument_str"] for m in train_meta})
+    program = {m["instrument_str"]: m["program"] for m in train_meta}
+    order = np.argsort(-(normalise(emb) @ cents.T), axis=1)
+    ranks = []
+    for row, m in enumerate(meta):
+        siblings = {i for i, n in enumerate(names) if program[n] == m["program"]}
+        if siblings:
+            ranks.append(next(r for r, j in enumerate(order[row]) if j in siblings))
+    return np.array(ranks)
+
+
 def report(name, pred, meta):
     true = np.array([m["instrument_family"] for m in meta])
     line = {"backend": name, "all": f1_score(true, pred, average="micro")}
@@ -125,6 +146,11 @@ def main(argv):
             counts[m["instrument_source_str"]] = counts.get(m["instrument_source_str"], set()) | {m["instrument_str"]}
         print(f"\n{split}: {len(meta)} notes; instruments per source "
               + ", ".join(f"{k} {len(v)}" for k, v in sorted(counts.items())))
+        ranks = sibling_ranks(emb, meta, train_meta, cents)
+        if ranks is not None and len(ranks):
+            print(f"  same-program sibling in training for {len(ranks)} of {len(meta)} notes; nearest centroid is "
+                  f"one for {np.mean(ranks == 0):.3f}; best sibling's rank: median {np.median(ranks):.0f} "
+                  f"of {len(cents)}, within 5 for {np.mean(ranks < 5):.3f}")
         preds = {
             "head": encoder.family_probabilities(emb).argmax(axis=1),
             "logreg": logreg.predict(normalise(emb)),
