@@ -177,6 +177,11 @@ def test_interface_methods(model, test_notes):
     assert len(closest) == 2 and len(closest[0]) == 3
     assert all(name in model.instrument_labels for name, _ in closest[0])
     assert closest[0][0][1] >= closest[0][1][1] >= closest[0][2][1]
+    inst_probs = model.instrument_probabilities(model.embed_files(test_notes[:2]))
+    assert inst_probs.shape == (2, len(model.instrument_labels))
+    assert np.allclose(inst_probs.sum(axis=1), 1.0, atol=1e-5)
+    # The most probable instrument is the head's top score.
+    assert model.instrument_labels[int(inst_probs[0].argmax())] == closest[0][0][0]
     probs_b, score_b, index_b, labels_b = model.classify_file(test_notes[0])
     assert labels_b[0] == families[0] and float(score_b[0]) == pytest.approx(probs[0].max(), abs=1e-5)
 
@@ -499,6 +504,14 @@ def test_cli_classify_verify_embed(capsys, model_dir, test_notes, tmp_path):
     assert status == 0, err
     records = json.loads(out)
     assert len(records) == 3 and abs(sum(records[0]["probabilities"].values()) - 1) < 1e-4
+    assert "closest_instrument" not in records[0]
+    status, out, err = run_cli(capsys, "classify", sounds, "--model", model_dir, "--json", "--instrument")
+    assert status == 0, err
+    record = json.loads(out)[0]
+    model = TimbreEncoder.from_hparams(source=str(model_dir))
+    expected = model.instrument_probabilities(model.embed_files([record["file"]]))[0]
+    assert record["closest_instrument"] == model.instrument_labels[int(expected.argmax())]
+    assert record["instrument_probability"] == pytest.approx(float(expected.max()), abs=1e-5)
 
     (sounds / "bad.wav").write_text("not a sound")
     status, out, err = run_cli(capsys, "classify", sounds, "--model", model_dir, "--instrument")

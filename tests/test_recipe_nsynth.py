@@ -90,8 +90,12 @@ def test_linear_heads_train_export_and_load(tiny_corpus, tmp_path):
     assert model.mods.instrument_head.weight.shape[0] == 6
     # Logits of a linear head are used as they are: no cosine scale.
     assert model.family_scale == 1.0
-    probs = model.family_probabilities(np.random.RandomState(0).randn(3, 32).astype("float32"))
+    emb = np.random.RandomState(0).randn(3, 32).astype("float32")
+    probs = model.family_probabilities(emb)
     assert probs.shape == (3, 11) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    inst = model.instrument_probabilities(emb)
+    logits = model.mods.instrument_head(torch.from_numpy(emb).unsqueeze(1))[:, 0].detach()
+    np.testing.assert_allclose(inst, torch.softmax(logits, dim=-1).numpy(), atol=1e-6)
     assert "timbre_lobes.heads.classification_head" in (out / "model" / "hyperparams.yaml").read_text()
 
 

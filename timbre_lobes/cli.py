@@ -269,8 +269,8 @@ def add_classify_parser(subparsers):
     parser.add_argument("--json", action="store_true",
                         help="print JSON: file, family, confidence, all probabilities")
     parser.add_argument("--instrument", action="store_true",
-                        help="also give the closest training instrument, with the instrument head's score "
-                             "(a cosine; a logit for linear heads)")
+                        help="also give the closest training instrument, with its probability among the "
+                             "training instruments (from the instrument head)")
     _add_model_arguments(parser)
     parser.set_defaults(func=run_classify)
 
@@ -288,12 +288,14 @@ def run_classify(args):
     records = []
     if kept:
         probs = model.family_probabilities(np.stack(embeddings))
-        closest = model.closest_instruments_of(np.stack(embeddings)) if args.instrument else None
+        instrument_probs = model.instrument_probabilities(np.stack(embeddings)) if args.instrument else None
         for i, (path, p) in enumerate(zip(kept, probs)):
             record = {"file": path, "family": model.family_labels[int(p.argmax())],
                       "confidence": float(p.max())}
-            if closest is not None:
-                record["closest_instrument"], record["instrument_cosine"] = closest[i][0]
+            if instrument_probs is not None:
+                best = int(instrument_probs[i].argmax())
+                record["closest_instrument"] = model.instrument_labels[best]
+                record["instrument_probability"] = float(instrument_probs[i, best])
             record["probabilities"] = {f: float(v) for f, v in zip(model.family_labels, p)}
             records.append(record)
     if args.json:
@@ -305,7 +307,7 @@ def run_classify(args):
         for r in records:
             line = f"{r['file']:<{width}}  {r['family']:<10}  {r['confidence']:10.3f}"
             if args.instrument:
-                line += f"  {r['closest_instrument']} ({r['instrument_cosine']:.3f})"
+                line += f"  {r['closest_instrument']} (p = {r['instrument_probability']:.3f})"
             print(line)
     _exit(report_failures(failures, len(files) + len(missing)))
 

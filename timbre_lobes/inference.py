@@ -310,6 +310,16 @@ class TimbreEncoder(EncoderClassifier):
         scores = self._head_scores("family_head", embeddings)
         return torch.softmax(self.family_scale * scores, dim=-1).numpy()
 
+    def instrument_probabilities(self, embeddings):
+        """[n, emb] embeddings -> [n, n_training_instruments] probabilities.
+
+        The instrument head trained with the same loss scale as the family head, so the same
+        ``family_scale`` turns its scores into probabilities; the columns follow
+        :attr:`instrument_labels`. Unlike raw head scores, these mean the same for both head types.
+        """
+        scores = self._head_scores("instrument_head", embeddings)
+        return torch.softmax(self.family_scale * scores, dim=-1).numpy()
+
     def classify_batch(self, wavs, wav_lens=None):
         """SpeechBrain-style family classification of a batch.
 
