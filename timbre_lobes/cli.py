@@ -287,8 +287,9 @@ def run_classify(args):
         embeddings.append(result.embedding)
     records = []
     if kept:
-        probs = model.family_probabilities(np.stack(embeddings))
-        instrument_probs = model.instrument_probabilities(np.stack(embeddings)) if args.instrument else None
+        embeddings = np.stack(embeddings)
+        probs = model.family_probabilities(embeddings)
+        instrument_probs = model.instrument_probabilities(embeddings) if args.instrument else None
         for i, (path, p) in enumerate(zip(kept, probs)):
             record = {"file": path, "family": model.family_labels[int(p.argmax())],
                       "confidence": float(p.max())}

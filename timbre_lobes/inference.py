@@ -301,14 +301,17 @@ class TimbreEncoder(EncoderClassifier):
         with torch.no_grad():
             return self.mods[head](emb.reshape(-1, 1, emb.shape[-1]))[:, 0].cpu()
 
+    def _head_probabilities(self, head, embeddings):
+        scores = self._head_scores(head, embeddings)
+        return torch.softmax(self.family_scale * scores, dim=-1).numpy()
+
     def family_probabilities(self, embeddings):
         """[n, emb] embeddings -> [n, n_families] probabilities, softmax(family_scale * head scores).
 
         The scores are cosines for cosine heads (``family_scale`` = the training scale) and
         logits for linear heads (``family_scale`` = 1).
         """
-        scores = self._head_scores("family_head", embeddings)
-        return torch.softmax(self.family_scale * scores, dim=-1).numpy()
+        return self._head_probabilities("family_head", embeddings)
 
     def instrument_probabilities(self, embeddings):
         """[n, emb] embeddings -> [n, n_training_instruments] probabilities.
@@ -317,8 +320,7 @@ class TimbreEncoder(EncoderClassifier):
         ``family_scale`` turns its scores into probabilities; the columns follow
         :attr:`instrument_labels`. Unlike raw head scores, these mean the same for both head types.
         """
-        scores = self._head_scores("instrument_head", embeddings)
-        return torch.softmax(self.family_scale * scores, dim=-1).numpy()
+        return self._head_probabilities("instrument_head", embeddings)
 
     def classify_batch(self, wavs, wav_lens=None):
         """SpeechBrain-style family classification of a batch.
