@@ -11,6 +11,8 @@ valid and test, overall, per instrument source and per SoundFont, for:
 * ``head``: the model's jointly trained family head (what ``train.py`` reports);
 * ``logreg``: a logistic regression on length-normalised embeddings of the train notes,
   its C chosen on valid;
+* ``trees``: scikit-learn's ``HistGradientBoostingClassifier`` (defaults, seed 0) on the
+  same length-normalised embeddings: a non-linear back end;
 * ``centroid-1``: the family of the nearest training-instrument centroid (cosine), the
   speaker-recognition way: "which known instrument does this sound like?";
 * ``centroid-vote-k``: a vote over the families of the k nearest training-instrument
@@ -29,6 +31,7 @@ import os
 import sys
 
 import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from tqdm import tqdm
@@ -137,6 +140,7 @@ def main(argv):
         if f1 > best_f1:
             best_c, best_f1, logreg = c, f1, model
     print(f"logreg C chosen on valid: {best_c}")
+    trees = HistGradientBoostingClassifier(random_state=0).fit(normalise(train_emb), train_fam)
 
     rows = []
     for split in ("valid", "test"):
@@ -154,6 +158,7 @@ def main(argv):
         preds = {
             "head": encoder.family_probabilities(emb).argmax(axis=1),
             "logreg": logreg.predict(normalise(emb)),
+            "trees": trees.predict(normalise(emb)),
             "centroid-1": centroid_vote(emb, cents, cent_fams, 1),
             "centroid-vote-5": centroid_vote(emb, cents, cent_fams, 5),
             "centroid-vote-15": centroid_vote(emb, cents, cent_fams, 15),

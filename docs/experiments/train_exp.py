@@ -145,6 +145,6 @@ for step in range(1, cfg["steps"] + 1):
         print(f"step {step} loss {np.mean(losses[-50:]):.2f} inst_acc {np.mean(accs[-50:]):.3f} t {time.time()-t0:.0f}s", flush=True)
     if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
         eer, f1, f1p = evaluate(); log.append((step, eer, f1, f1p, time.time() - t0))
-        print(f"EVAL step {step} validEER {eer:.2f} famF1 {f1:.3f} famF1_via_program {f1p:.3f} t {time.time()-t0:.0f}s",
-              flush=True)
+        via_program = f" famF1_via_program {f1p:.3f}" if cfg["pw"] > 0 else ""  # untrained head otherwise
+        print(f"EVAL step {step} validEER {eer:.2f} famF1 {f1:.3f}{via_program} t {time.time()-t0:.0f}s", flush=True)
 json.dump(dict(cfg=cfg, log=log), open(f"{EXP}/{name}.json", "w"))
