@@ -38,15 +38,16 @@ if cfg["holdout"] > 0:  # the selection of family_features.py: 20 % per instrume
 train_idx = np.flatnonzero(~held)
 insts = sorted({r["instrument"] for r in tr_rows}); iidx = {n: i for i, n in enumerate(insts)}
 y_inst = torch.tensor([iidx[r["instrument"]] for r in tr_rows]); y_fam = torch.tensor([int(r["family_id"]) for r in tr_rows])
-# GM program of each training note, and the family every program maps to (from the corpus's own labels).
-corpus = os.environ.get("CORPUS", "corpora/soundfont-default")
-tr_meta = json.load(open(f"{corpus}/nsynth-train/examples.json"))
-y_prog = torch.tensor([int(tr_meta[r["ID"]]["program"]) for r in tr_rows])
-fpi = []  # families predicted through the instrument head (the family of the recognised instrument)
+# The family of each training instrument, to read a family from the instrument head's answer.
 inst_family = torch.zeros(len(insts), dtype=torch.long)
 for r in tr_rows: inst_family[iidx[r["instrument"]]] = int(r["family_id"])
-prog_family = torch.zeros(128, dtype=torch.long)
-for r in tr_rows: prog_family[int(tr_meta[r["ID"]]["program"])] = int(r["family_id"])
+# GM program of each training note and the family each program maps to: only a rendered corpus has them.
+y_prog = torch.zeros(len(tr_rows), dtype=torch.long); prog_family = torch.zeros(128, dtype=torch.long)
+if cfg["pw"] > 0:
+    corpus = os.environ.get("CORPUS", "corpora/soundfont-default")
+    tr_meta = json.load(open(f"{corpus}/nsynth-train/examples.json"))
+    y_prog = torch.tensor([int(tr_meta[r["ID"]]["program"]) for r in tr_rows])
+    prog_family[y_prog] = y_fam
 if cfg["front"] == "fbank":
     front = Fbank(sample_rate=16000, n_mels=cfg["nfilt"], n_fft=512, win_length=25, hop_length=cfg["hop"])
 else:
@@ -98,29 +99,31 @@ if cfg["aug"]:
         augmentations=[AddNoise(snr_low=15, snr_high=40), DropChunk(drop_length_low=800, drop_length_high=3200, drop_count_low=1, drop_count_high=3), RandAmp(amp_low=0.25, amp_high=1.0)])
 crop = int(cfg["crop"] * 16000); ms = int(cfg["maxstart"] * 16000)
 def embed_all(rows, audio):
-    mods.eval(); embs = {}; fp = []; ft = []; fpp = []; fpi.clear()
+    """-> embeddings by ID, true families, and the families from the family, program and instrument heads."""
+    mods.eval(); embs = {}; fp = []; ft = []; fpp = []; fpi = []
     with torch.no_grad():
         for i in range(0, len(rows), 64):
             w = torch.from_numpy(np.asarray(audio[i:i+64]).astype(np.float32) / 32768)
             f = norm(front(w), torch.ones(len(w)))
             e = enc(f)
             fp += fh(e).squeeze(1).argmax(-1).tolist(); ft += [int(r["family_id"]) for r in rows[i:i+64]]
-            fpp += prog_family[ph(e.squeeze(1)).argmax(-1)].tolist()
-            fpi.extend(inst_family[ih(e).squeeze(1).argmax(-1)].tolist())
+            if cfg["pw"] > 0:
+                fpp += prog_family[ph(e.squeeze(1)).argmax(-1)].tolist()
+            fpi += inst_family[ih(e).squeeze(1).argmax(-1)].tolist()
             for r, x in zip(rows[i:i+64], e.squeeze(1)): embs[r["ID"]] = x
-    mods.train(); return embs, ft, fp, fpp
+    mods.train(); return embs, ft, fp, fpp, fpi
 enr, trials = read_trials(EXP + "/prep/valid_enrolments.txt", EXP + "/prep/valid_trials.txt")
 def evaluate():
-    embs, ft, fp, fpp = embed_all(va_rows, va_audio)
+    embs, ft, fp, fpp, _ = embed_all(va_rows, va_audio)
     l, s = score_trials(embs, enr, trials)
     out = (100 * eer_and_min_dcf(l, s)["eer"], family_scores(ft, fp)["family_micro_f1"],
-           family_scores(ft, fpp)["family_micro_f1"])
+           family_scores(ft, fpp)["family_micro_f1"] if fpp else None)
     if held.any():
         h = np.flatnonzero(held)
-        _, ht, hp, _ = embed_all([tr_rows[i] for i in h], tr_audio[h])
+        _, ht, hp, _, hi = embed_all([tr_rows[i] for i in h], tr_audio[h])
         print(f"  held-out notes of training instruments ({len(h)}): family micro-F1 "
               f"{family_scores(ht, hp)['family_micro_f1']:.3f} (family head), "
-              f"{family_scores(ht, fpi)['family_micro_f1']:.3f} (family of the instrument head's answer)", flush=True)
+              f"{family_scores(ht, hi)['family_micro_f1']:.3f} (family of the instrument head's answer)", flush=True)
     return out
 t0 = time.time(); n = len(tr_rows); accs = []; losses = []; log = []
 for step in range(1, cfg["steps"] + 1):
@@ -145,6 +148,6 @@ for step in range(1, cfg["steps"] + 1):
         print(f"step {step} loss {np.mean(losses[-50:]):.2f} inst_acc {np.mean(accs[-50:]):.3f} t {time.time()-t0:.0f}s", flush=True)
     if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
         eer, f1, f1p = evaluate(); log.append((step, eer, f1, f1p, time.time() - t0))
-        via_program = f" famF1_via_program {f1p:.3f}" if cfg["pw"] > 0 else ""  # untrained head otherwise
+        via_program = f" famF1_via_program {f1p:.3f}" if f1p is not None else ""
         print(f"EVAL step {step} validEER {eer:.2f} famF1 {f1:.3f}{via_program} t {time.time()-t0:.0f}s", flush=True)
 json.dump(dict(cfg=cfg, log=log), open(f"{EXP}/{name}.json", "w"))
