@@ -2,6 +2,8 @@
 """How hard is family identification on this corpus, with no deep model at all?
 
     python docs/experiments/family_features.py [CORPUS] [--cache DIR]
+    python docs/experiments/family_features.py [CORPUS] --instrument-curve
+    python docs/experiments/family_features.py [CORPUS] --extra-train OTHER_CORPUS [--independent-of SF]
 
 Research code (not part of the toolkit; no test runs it). Every note becomes the mean
 and standard deviation over time of 80 log-mel bands (SpeechBrain's ``Fbank``, 20 ms
@@ -16,6 +18,17 @@ by family micro-F1 in two settings:
 
 Classifiers: logistic regression (standardised features, C chosen on valid) and a
 histogram gradient-boosted tree ensemble (scikit-learn defaults). Prints one table.
+
+Two more questions, about the data rather than the classifier (trees only):
+
+* ``--instrument-curve``: does the unseen-instrument figure grow with the number of
+  training instruments? Trains on random 25 / 50 / 75 % of the training instruments
+  (three draws each) and on all of them.
+* ``--extra-train OTHER_CORPUS``: adds the training notes of another rendered corpus
+  (e.g. MuseScore_General rendered with ``--fractions 1 0 0``) and scores valid and
+  test overall and without the instruments of the SoundFont named by
+  ``--independent-of`` (default FluidR3_GM.sf2), to tell real gains from shared
+  samples.
 """
 
 import argparse
@@ -66,11 +79,54 @@ def micro_f1(model, x, y):
     return f1_score(y, model.predict(x), average="micro")
 
 
+def trees():
+    return HistGradientBoostingClassifier(random_state=0)
+
+
+def instrument_curve(x, y, inst, fractions=(0.25, 0.5, 0.75, 1.0), draws=3):
+    """Trees trained on random subsets of the training instruments: micro-F1 on valid and test."""
+    names = np.unique(inst)
+    print("| training instruments | unseen valid | unseen test |")
+    print("|---:|---:|---:|")
+    for fraction in fractions:
+        scores = []
+        for draw in range(draws if fraction < 1 else 1):
+            keep = np.random.default_rng(draw).choice(names, int(len(names) * fraction), replace=False)
+            rows = np.isin(inst, keep)
+            model = trees().fit(x["train"][rows], y["train"][rows])
+            scores.append([micro_f1(model, x[s], y[s]) for s in ("valid", "test")])
+        mean, spread = np.mean(scores, 0), np.std(scores, 0)
+        print(f"| {int(len(names) * fraction)} | {mean[0]:.3f} ± {spread[0]:.3f} | "
+              f"{mean[1]:.3f} ± {spread[1]:.3f} |")
+
+
+def extra_training_instruments(x, y, fonts, extra, independent_of):
+    """Trees with and without another corpus's training notes, scored with and without one SoundFont."""
+    extra_y = np.array([m["instrument_family"] for m in extra[1]])
+    print(f"{len(extra_y)} extra training notes of {len({m['instrument_str'] for m in extra[1]})} instruments")
+    print(f"| training data | valid | valid without {independent_of} | test | test without {independent_of} |")
+    print("|---|---:|---:|---:|---:|")
+    runs = {"default corpus": (x["train"], y["train"]),
+            "default + extra corpus": (np.concatenate([x["train"], extra[2]]),
+                                       np.concatenate([y["train"], extra_y]))}
+    for name, (train_x, train_y) in runs.items():
+        model = trees().fit(train_x, train_y)
+        cells = []
+        for split in ("valid", "test"):
+            other = fonts[split] != independent_of
+            cells += [micro_f1(model, x[split], y[split]),
+                      micro_f1(model, x[split][other], y[split][other])]
+        print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("corpus", nargs="?", default=os.path.join(REPO, "corpora", "soundfont-default"))
     parser.add_argument("--cache", default="/tmp/family_features")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--instrument-curve", action="store_true")
+    parser.add_argument("--extra-train", metavar="OTHER_CORPUS")
+    parser.add_argument("--independent-of", default="FluidR3_GM.sf2", metavar="SOUNDFONT")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -78,6 +134,12 @@ def main(argv):
     x = {s: d[2] for s, d in data.items()}
     y = {s: np.array([m["instrument_family"] for m in d[1]]) for s, d in data.items()}
     inst = np.array([m["instrument_str"] for m in data["train"][1]])
+    if args.instrument_curve:
+        return instrument_curve(x, y, inst)
+    if args.extra_train:
+        extra = pooled_logmel(args.extra_train, "train", os.path.join(args.cache, "extra"))
+        fonts = {s: np.array([m["soundfont"] for m in data[s][1]]) for s in ("valid", "test")}
+        return extra_training_instruments(x, y, fonts, extra, args.independent_of)
 
     # Held-out notes of the training instruments: 20 % of each instrument's notes.
     rng = np.random.default_rng(args.seed)
@@ -92,7 +154,7 @@ def main(argv):
     best_c = max((0.01, 0.1, 1.0, 10.0),
                  key=lambda c: micro_f1(logreg(c).fit(x["train"], y["train"]), x["valid"], y["valid"]))
     models = {f"logistic regression (C={best_c})": lambda: logreg(best_c),
-              "gradient-boosted trees": lambda: HistGradientBoostingClassifier(random_state=args.seed)}
+              "gradient-boosted trees": trees}
     print(f"{len(np.unique(inst))} training instruments, {len(inst)} notes; held out {held.sum()} notes")
     print("| classifier | unseen valid | unseen test | held-out notes of training instruments |")
     print("|---|---:|---:|---:|")
