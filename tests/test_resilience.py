@@ -137,6 +137,9 @@ def test_sigkill_mid_epoch_then_the_same_command_finishes_the_run(tiny_corpus, t
     assert meta["brain_intra_epoch_ckpt"] == "true"
     epoch, resume_step, _ = brain_state(latest)
     assert epoch == 2 and 0 < resume_step < STEPS_PER_EPOCH
+    with open(os.path.join(latest, "wall_clock.ckpt")) as handle:
+        killed_run_seconds = float(handle.read())
+    assert killed_run_seconds > 0
 
     output = run(cmd)  # the same command again
     assert f"Loading a checkpoint from {latest}" in output
@@ -146,6 +149,23 @@ def test_sigkill_mid_epoch_then_the_same_command_finishes_the_run(tiny_corpus, t
     optimizer_steps = check_finished_run(out, epochs=3)
     # Every batch of every epoch was trained exactly once, across both runs.
     assert optimizer_steps == 3 * STEPS_PER_EPOCH
+    # The wall time counts the killed process up to its last checkpoint, not only the resumed one.
+    results = json.loads((out / "results.json").read_text())
+    assert results["wall_seconds_earlier_processes"] == round(killed_run_seconds, 1)
+    assert results["wall_seconds"] > killed_run_seconds
+
+
+def test_run_clock_ignores_the_best_checkpoint_loaded_after_it_saved(tmp_path):
+    """A fresh run saves, then loads an earlier epoch's checkpoint for the test: its time stays its own."""
+    from timbre_lobes.checkpoints import RunClock
+
+    clock = RunClock()
+    clock.started -= 50.0  # this process has run 50 s
+    clock._save(tmp_path / "clock.ckpt")
+    assert 50.0 <= float((tmp_path / "clock.ckpt").read_text()) < 51.0
+    (tmp_path / "best.ckpt").write_text("20.0")  # the best epoch's checkpoint
+    clock._recover(tmp_path / "best.ckpt", end_of_epoch=True)
+    assert clock.earlier_seconds == 0.0 and 50.0 <= clock.seconds < 51.0
 
 
 DIE_WHILE_SAVING = """

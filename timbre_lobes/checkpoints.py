@@ -37,3 +37,56 @@ class CommitLastCheckpointer(sb.utils.checkpoints.Checkpointer):
         meta = {"unixtime": time.time(), "end-of-epoch": end_of_epoch, **meta_to_include}
         self._pending_meta = (fpath, meta)
         return meta
+
+
+@sb.utils.checkpoints.register_checkpoint_hooks
+class RunClock:
+    """Wall-clock seconds of a training run, summed over the processes that resumed it.
+
+    Add it to the checkpointer (``optional_load=True`` keeps older checkpoints loadable):
+    each checkpoint stores the run's seconds so far, and a process that resumes from it
+    adds them to its own. Only a recovery that comes before this process's first save
+    or load counts. The later load of the best checkpoint for the test (an earlier
+    epoch's time) leaves the clock alone. Time spent after the last checkpoint of a
+    killed process is not counted.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "clock.ckpt"
+    >>> path.write_text("100.0")
+    5
+    >>> clock = RunClock()
+    >>> clock._recover(path, end_of_epoch=True)
+    >>> clock.earlier_seconds, 100.0 <= clock.seconds < 101.0
+    (100.0, True)
+    >>> path.write_text("7.0")  # a second load (the best checkpoint) is ignored
+    3
+    >>> clock._recover(path, end_of_epoch=True)
+    >>> clock.earlier_seconds
+    100.0
+    """
+
+    def __init__(self):
+        self.started = time.time()
+        self.earlier_seconds = 0.0
+        self._settled = False  # True once this process has saved or loaded
+
+    @property
+    def seconds(self):
+        """Seconds of the run: earlier processes' plus this one's."""
+        return self.earlier_seconds + time.time() - self.started
+
+    @sb.utils.checkpoints.mark_as_saver
+    def _save(self, path):
+        self._settled = True
+        with atomic_open(path) as handle:
+            handle.write(repr(self.seconds))
+
+    @sb.utils.checkpoints.mark_as_loader
+    def _recover(self, path, end_of_epoch):
+        del end_of_epoch  # the seconds count the same either way
+        if not self._settled:
+            with open(path) as handle:
+                self.earlier_seconds = float(handle.read())
+        self._settled = True

@@ -25,6 +25,7 @@ from speechbrain.dataio.dataio import read_audio
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from timbre_lobes import augment, evaluation
+from timbre_lobes.checkpoints import RunClock
 from timbre_lobes.export import export_model
 from timbre_lobes.verification import read_trials
 
@@ -236,6 +237,9 @@ def main(argv):
     instrument_head = hparams["instrument_head"](out_neurons=len(instrument_encoder))
     hparams["modules"]["instrument_head"] = instrument_head
     hparams["checkpointer"].add_recoverable("instrument_head", instrument_head)
+    # The run's wall time, summed over the processes that resume it (older checkpoints lack it).
+    clock = RunClock()
+    hparams["checkpointer"].add_recoverable("wall_clock", clock, optional_load=True)
 
     brain = TimbreBrain(
         modules=hparams["modules"],
@@ -244,7 +248,6 @@ def main(argv):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
-    start = time.time()
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],
@@ -260,7 +263,8 @@ def main(argv):
             seed=hparams["seed"],
             data_folder=data_folder,
             n_train_instruments=len(instrument_encoder),
-            wall_seconds=time.time() - start,
+            wall_seconds=clock.seconds,
+            wall_seconds_earlier_processes=round(clock.earlier_seconds, 1),
             device=str(brain.device),
         )
         evaluation.save_results(results, hparams["output_folder"])
