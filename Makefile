@@ -1,6 +1,6 @@
 # timbre-lobes: set-up, tests and the CPU demo.
 #   make demo   install what is missing, render the SoundFont corpus, train and evaluate transMel on the CPU
-#   make test   install what is missing and run the test suite
+#   make test   install what is missing, check style (ruff) and run the test suite
 PYTHON ?= python3
 APT_PACKAGES = libfluidsynth3 libsndfile1 fluid-soundfont-gm timgm6mb-soundfont opl3-soundfont musescore-general-soundfont
 DEMO_OUT ?= results/demo
@@ -12,7 +12,7 @@ DEMO_OVERRIDES ?= --batch_size=32 --eval_batch_size=32 --num_workers=2 --crop_se
 	--resnet_blocks=[1,1,1,1] --resnet_strides=[2,2,2,2] --freq_collapse=mean --emb_dim=256 \
 	--head_type=linear --augment_prob=0.0 --lr=0.002 --lr_final=0.0002 --number_of_epochs=12
 
-.PHONY: setup apt pip test demo clean-demo
+.PHONY: setup apt pip test lint demo clean-demo
 
 setup: apt pip
 
@@ -28,8 +28,12 @@ pip:
 	$(PYTHON) -m pip install -q -r requirements.txt
 	$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e .
 
-test: setup
+test: setup lint
 	$(PYTHON) -m pytest -q
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 demo:
 	@start=$$(date +%s); \

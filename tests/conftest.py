@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from timbre_lobes.nsynth_labels import FAMILIES, SOURCES, instrument_str, note_str
+from timbre_lobes.data.nsynth_labels import FAMILIES, SOURCES, instrument_str, note_str
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
@@ -26,8 +26,9 @@ def synth_note(pitch, velocity, harmonics, seconds, sample_rate=16000, seed=0):
     return (0.5 * velocity / 127) * signal / (np.abs(signal).max() + 1e-9)
 
 
-def make_nsynth_corpus(root, instruments_per_split=(6, 4, 4), pitches=(48, 55, 60, 67, 72, 79),
-                       velocities=(75, 127), seconds=1.0, seed=0):
+def make_nsynth_corpus(
+    root, instruments_per_split=(6, 4, 4), pitches=(48, 55, 60, 67, 72, 79), velocities=(75, 127), seconds=1.0, seed=0
+):
     """Writes ``nsynth-{train,valid,test}`` with synthetic instruments; returns the root."""
     rng = np.random.default_rng(seed)
     number = 0
@@ -47,12 +48,19 @@ def make_nsynth_corpus(root, instruments_per_split=(6, 4, 4), pitches=(48, 55, 6
                     audio = synth_note(pitch, velocity, harmonics, seconds, seed=number)
                     sf.write(os.path.join(folder, "audio", nid + ".wav"), audio, 16000, subtype="PCM_16")
                     examples[nid] = {
-                        "note": len(examples), "note_str": nid, "instrument": number,
-                        "instrument_str": name, "instrument_family": family,
-                        "instrument_family_str": FAMILIES[family], "instrument_source": source,
-                        "instrument_source_str": SOURCES[source], "pitch": pitch,
-                        "velocity": velocity, "sample_rate": 16000,
-                        "qualities": [0] * 10, "qualities_str": [],
+                        "note": len(examples),
+                        "note_str": nid,
+                        "instrument": number,
+                        "instrument_str": name,
+                        "instrument_family": family,
+                        "instrument_family_str": FAMILIES[family],
+                        "instrument_source": source,
+                        "instrument_source_str": SOURCES[source],
+                        "pitch": pitch,
+                        "velocity": velocity,
+                        "sample_rate": 16000,
+                        "qualities": [0] * 10,
+                        "qualities_str": [],
                     }
             number += 1
         with open(os.path.join(folder, "examples.json"), "w") as handle:

@@ -14,7 +14,6 @@ import time
 
 import pytest
 import yaml
-
 from conftest import REPO, SHARED_DATA, make_nsynth_corpus
 
 BENCHMARK = os.path.join(REPO, "recipes", "NSynth", "benchmark.py")
@@ -23,8 +22,16 @@ SYSTEMS = ["melspec", "xvector"]
 SCENARIOS = ["rendered", "nsynth_real"]
 TINY_PROTOCOL = ["--enrolments_per_instrument=4", "--targets_per_note=4", "--nontargets_per_note=4"]
 TINY_CONFIG = {
-    "common": ["--number_of_epochs=1", "--batch_size=8", "--eval_batch_size=16", "--num_workers=0",
-               "--crop_seconds=0.5", "--crop_max_start=0.5", "--emb_dim=32", *TINY_PROTOCOL],
+    "common": [
+        "--number_of_epochs=1",
+        "--batch_size=8",
+        "--eval_batch_size=16",
+        "--num_workers=0",
+        "--crop_seconds=0.5",
+        "--crop_max_start=0.5",
+        "--emb_dim=32",
+        *TINY_PROTOCOL,
+    ],
     "systems": {
         "melspec": ["--n_filters=40", "--resnet_channels=[4,8]", "--resnet_blocks=[1,1]", "--resnet_strides=[1,2]"],
         "xvector": ["--n_filters=40", "--tdnn_channels=[16,16,16,16,32]"],
@@ -34,9 +41,15 @@ TINY_CONFIG = {
 
 
 def benchmark_argv(run, *extra):
-    return [f"--config={run['config']}", f"--corpus={run['corpus']}", f"--output={run['out']}",
-            f"--systems={','.join(SYSTEMS)}", f"--scenarios={','.join(SCENARIOS)}", f"--nsynth_real={NSYNTH_DEV}",
-            *extra]
+    return [
+        f"--config={run['config']}",
+        f"--corpus={run['corpus']}",
+        f"--output={run['out']}",
+        f"--systems={','.join(SYSTEMS)}",
+        f"--scenarios={','.join(SCENARIOS)}",
+        f"--nsynth_real={NSYNTH_DEV}",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +60,14 @@ def benchmark_run(tiny_corpus, tmp_path_factory):
     run["config"].write_text(yaml.safe_dump(TINY_CONFIG))
     # One thread: the machine is shared, and tiny models gain nothing from more.
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, BENCHMARK, *benchmark_argv(run)], capture_output=True, text=True,
-                          cwd=REPO, timeout=600, env=env)
+    proc = subprocess.run(
+        [sys.executable, BENCHMARK, *benchmark_argv(run)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run["stdout"] = proc.stdout
     return run
@@ -61,8 +80,17 @@ def test_benchmark_writes_a_row_per_system_and_scenario(benchmark_run):
     assert {(r["system"], r["scenario"]) for r in report["rows"]} == {(s, c) for s in SYSTEMS for c in SCENARIOS}
     for row in report["rows"]:
         assert row["status"] == "ok"
-        for key in ("EER", "minDCF", "family_micro_f1", "family_macro_f1", "parameters", "train_examples_per_s",
-                    "embed_notes_per_s_batch", "embed_notes_per_s_single", "peak_rss_mb"):
+        for key in (
+            "EER",
+            "minDCF",
+            "family_micro_f1",
+            "family_macro_f1",
+            "parameters",
+            "train_examples_per_s",
+            "embed_notes_per_s_batch",
+            "embed_notes_per_s_single",
+            "peak_rss_mb",
+        ):
             assert isinstance(row[key], (int, float)) and math.isfinite(row[key]), (row["system"], key)
         assert 0 <= row["EER"] <= 100 and 0 <= row["family_micro_f1"] <= 1
         assert row["parameters"] > 0 and row["train_examples_per_s"] > 0
@@ -97,8 +125,9 @@ def test_a_second_run_reuses_everything(benchmark_run, capsys):
     assert stdout.count("reusing") == len(done)
     assert {p: p.stat().st_mtime_ns for p in done} == before
     again = json.loads((out / "benchmark.json").read_text())["rows"]
-    assert [(r["system"], r["scenario"], r["EER"]) for r in again] == [(r["system"], r["scenario"], r["EER"])
-                                                                       for r in first]
+    assert [(r["system"], r["scenario"], r["EER"]) for r in again] == [
+        (r["system"], r["scenario"], r["EER"]) for r in first
+    ]
     assert seconds < 30
 
 
@@ -133,8 +162,17 @@ def test_evaluate_cli_matches_the_training_run(benchmark_run, tmp_path):
 
     run = benchmark_run["out"] / "rendered" / "melspec"
     # A corpus root is read as its nsynth-test split.
-    record = evaluate.main(["--model", str(run / "model"), "--data_folder", benchmark_run["corpus"],
-                            "--output", str(tmp_path), *TINY_PROTOCOL])
+    record = evaluate.main(
+        [
+            "--model",
+            str(run / "model"),
+            "--data_folder",
+            benchmark_run["corpus"],
+            "--output",
+            str(tmp_path),
+            *TINY_PROTOCOL,
+        ]
+    )
     trained = json.loads((run / "results.json").read_text())
     assert record["n_notes"] == trained["n_notes"] == 48
     assert (tmp_path / "trials.txt").read_text() == (run / "save" / "test_trials.txt").read_text()
@@ -152,8 +190,9 @@ SOUNDFONTS = ["A.sf2", "B.sf2", "C.sf2"]
 @pytest.fixture
 def soundfont_corpus(tmp_path):
     """16 instruments (4 families), each from one of three SoundFonts."""
-    root = make_nsynth_corpus(str(tmp_path / "corpus"), instruments_per_split=(8, 4, 4), pitches=(48, 60, 72),
-                              seconds=0.25)
+    root = make_nsynth_corpus(
+        str(tmp_path / "corpus"), instruments_per_split=(8, 4, 4), pitches=(48, 60, 72), seconds=0.25
+    )
     for split in ("train", "valid", "test"):
         path = os.path.join(root, f"nsynth-{split}", "examples.json")
         with open(path) as handle:
@@ -176,23 +215,31 @@ def test_leave_one_source_out_corpus(soundfont_corpus, tmp_path):
 
     out = str(tmp_path / "loso")
     summary = build_leave_one_source_out(soundfont_corpus, out, "B")  # the stem works as well
-    held = {m["instrument_str"] for s in ("train", "valid", "test") for m in read_split(soundfont_corpus, s).values()
-            if m["soundfont"] == "B.sf2"}
+    held = {
+        m["instrument_str"]
+        for s in ("train", "valid", "test")
+        for m in read_split(soundfont_corpus, s).values()
+        if m["soundfont"] == "B.sf2"
+    }
     splits = {s: read_split(out, s) for s in ("train", "valid", "test")}
     assert {m["instrument_str"] for m in splits["test"].values()} == held
     for split in ("train", "valid"):
         assert splits[split] and not any(m["soundfont"] == "B.sf2" for m in splits[split].values())
     n_source = sum(len(read_split(soundfont_corpus, s)) for s in ("train", "valid", "test"))
     assert sum(map(len, splits.values())) == n_source
-    assert summary["splits"]["test"] == {"instruments": len(held), "notes": len(splits["test"]),
-                                         "soundfonts": ["B.sf2"]}
+    assert summary["splits"]["test"] == {
+        "instruments": len(held),
+        "notes": len(splits["test"]),
+        "soundfonts": ["B.sf2"],
+    }
     for split, examples in splits.items():
         for note_id, meta in examples.items():
             link = os.path.join(out, f"nsynth-{split}", "audio", f"{note_id}.wav")
             source = os.path.join(soundfont_corpus, f"nsynth-{meta['corpus_split']}", "audio", f"{note_id}.wav")
             assert os.path.islink(link) and os.path.samefile(link, source)
-    manifests = prepare_nsynth(out, str(tmp_path / "save"), enrolments_per_instrument=2, targets_per_note=2,
-                               nontargets_per_note=2)
+    manifests = prepare_nsynth(
+        out, str(tmp_path / "save"), enrolments_per_instrument=2, targets_per_note=2, nontargets_per_note=2
+    )
     with open(manifests["test"]) as handle:
         assert sum(1 for _ in handle) - 1 == len(splits["test"])
     # Built once: the same call reuses it; other inputs are refused; bad names are explained.
@@ -208,8 +255,9 @@ def _shipped_budgets():
     import benchmark
 
     config = benchmark.load_config(benchmark.DEFAULT_CONFIG)
-    budgets = [(system, benchmark.merge_overrides(config["common"], sizes))
-               for system, sizes in config["systems"].items()]
+    budgets = [
+        (system, benchmark.merge_overrides(config["common"], sizes)) for system, sizes in config["systems"].items()
+    ]
     with open(os.path.join(REPO, "Makefile")) as handle:
         makefile = handle.read().replace("\\\n", " ")
     demo = next(line for line in makefile.splitlines() if line.startswith("DEMO_OVERRIDES"))
@@ -217,14 +265,12 @@ def _shipped_budgets():
     return budgets
 
 
-@pytest.mark.parametrize("system,overrides", _shipped_budgets(),
-                         ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("system,overrides", _shipped_budgets(), ids=lambda v: v if isinstance(v, str) else "")
 def test_shipped_budgets_set_real_keys_of_each_yaml(system, overrides):
     """A misspelt key in the benchmark config or the demo would stop a long run at its start, or
     (as a new key) change nothing; every override must name a key of the system's YAML and take effect."""
-    from hyperpyyaml import load_hyperpyyaml
-
     import profile_systems
+    from hyperpyyaml import load_hyperpyyaml
 
     _, values = profile_systems.cli_to_overrides(overrides)
     assert values, overrides

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from timbre_lobes.frontend import GlobalNormalization, TransformLayer, midi_to_hz
+from timbre_lobes.lobes.frontend import GlobalNormalization, TransformLayer, midi_to_hz
 
 
 def test_midi_init_centres_are_equal_tempered_notes():
@@ -50,8 +50,7 @@ def test_shapes_odd_and_even_lengths(output, n_samples):
 
 @pytest.mark.parametrize("output", ["signed", "log_energy"])
 def test_gradients_reach_band_parameters(output):
-    layer = TransformLayer(out_channels=16, kernel_size=101, stride=64, init_type="midi", output=output,
-                           lowest_note=40)
+    layer = TransformLayer(out_channels=16, kernel_size=101, stride=64, init_type="midi", output=output, lowest_note=40)
     layer(torch.randn(2, 3000)).pow(2).mean().backward()
     assert layer.low_hz_.grad is not None and layer.low_hz_.grad.abs().sum() > 0
     assert layer.band_hz_.grad is not None and layer.band_hz_.grad.abs().sum() > 0

@@ -9,9 +9,8 @@ import torch
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
-from timbre_lobes.heads import AngularSoftmaxMargin
-from timbre_lobes.verification import (eer_and_min_dcf, make_trials, read_trials, score_trials,
-                                       write_trials)
+from timbre_lobes.lobes.heads import AngularSoftmaxMargin
+from timbre_lobes.scoring.verification import eer_and_min_dcf, make_trials, read_trials, score_trials, write_trials
 
 
 def test_asoftmax_target_logit_matches_sphereface_formula():
@@ -70,8 +69,9 @@ def _notes(n_instruments=6, per=10):
 
 def test_trials_follow_the_protocol():
     notes = _notes()
-    enrol, trials = make_trials(notes, enrol_notes=5, enrolments_per_instrument=20,
-                                targets_per_note=20, nontargets_per_note=20, seed=3)
+    enrol, trials = make_trials(
+        notes, enrol_notes=5, enrolments_per_instrument=20, targets_per_note=20, nontargets_per_note=20, seed=3
+    )
     assert len(enrol) == 6 * 20
     assert all(len(set(v)) == 5 and {notes[n] for n in v} == {k.split("#")[0]} for k, v in enrol.items())
     for label, enrol_id, note in trials:

@@ -19,19 +19,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import REPO, SHARED_DATA
 from hyperpyyaml import load_hyperpyyaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from speechbrain.dataio.dataio import read_audio
 from speechbrain.dataio.encoder import CategoricalEncoder
-
-from conftest import REPO, SHARED_DATA
 from test_recipe_nsynth import run_recipe
-from timbre_lobes import cli, export
+
 from timbre_lobes.__main__ import main
-from timbre_lobes.audio import AudioError, load_audio, prepare_audio, read_audio_file, resample
-from timbre_lobes.inference import TimbreEncoder
+from timbre_lobes.data.audio import AudioError, load_audio, prepare_audio, read_audio_file, resample
+from timbre_lobes.serving import cli, export
+from timbre_lobes.serving.inference import TimbreEncoder
 
 
 def _drop_broken_lazy_modules():
@@ -118,9 +118,18 @@ def instrument_of(path):
 
 def test_export_folder_is_complete_and_self_contained(trained, model_dir):
     names = set(os.listdir(model_dir))
-    for name in ("hyperparams.yaml", "README.md", "model_info.json", "instrument_encoder.txt",
-                 "family_encoder.txt", "compute_features.ckpt", "mean_var_norm.ckpt",
-                 "embedding_model.ckpt", "family_head.ckpt", "instrument_head.ckpt"):
+    for name in (
+        "hyperparams.yaml",
+        "README.md",
+        "model_info.json",
+        "instrument_encoder.txt",
+        "family_encoder.txt",
+        "compute_features.ckpt",
+        "mean_var_norm.ckpt",
+        "embedding_model.ckpt",
+        "family_head.ckpt",
+        "instrument_head.ckpt",
+    ):
         assert name in names, name
     text = (model_dir / "hyperparams.yaml").read_text()
     assert "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer" in text
@@ -161,8 +170,9 @@ def test_round_trip_embeddings_equal_the_training_models(model, training_modules
         from_files = model.embed_files(test_notes[:6], batch_size=4)
     finally:
         model.trim_db = 60.0
-    np.testing.assert_allclose(from_files, export.embed_batch(modules, wavs, torch.ones(6))[:, 0].detach().numpy(),
-                               atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(
+        from_files, export.embed_batch(modules, wavs, torch.ones(6))[:, 0].detach().numpy(), atol=1e-5, rtol=1e-4
+    )
 
 
 def test_interface_methods(model, test_notes):
@@ -225,8 +235,14 @@ def test_export_is_atomic(trained, training_modules, model_dir, tmp_path, monkey
     dest = tmp_path / "model"
     shutil.copytree(model_dir, dest)
     before = {n: (dest / n).read_bytes() for n in os.listdir(dest)}
-    results = {"EER": 12.5, "minDCF": 0.5, "eer_threshold": 0.5, "family_micro_f1": 0.5,
-               "family_macro_f1": 0.5, "data_folder": "corpus"}
+    results = {
+        "EER": 12.5,
+        "minDCF": 0.5,
+        "eer_threshold": 0.5,
+        "family_micro_f1": 0.5,
+        "family_macro_f1": 0.5,
+        "data_folder": "corpus",
+    }
 
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -283,8 +299,10 @@ BAD_FILES = {
     "empty": (lambda p: p.write_bytes(b""), "empty file"),
     "truncated header": (lambda p: p.write_bytes(_wav_bytes(TONE)[:20]), "unreadable audio"),
     "text named .wav": (lambda p: p.write_text("these are my notes\n"), "unreadable audio"),
-    "NaN samples": (lambda p: p.write_bytes(_wav_bytes(np.where(np.arange(8000) == 99, np.nan, TONE),
-                                                        subtype="FLOAT")), "non-finite"),
+    "NaN samples": (
+        lambda p: p.write_bytes(_wav_bytes(np.where(np.arange(8000) == 99, np.nan, TONE), subtype="FLOAT")),
+        "non-finite",
+    ),
     "0-length": (lambda p: p.write_bytes(_wav_bytes(np.zeros(0))), "no audio samples"),
     "all silent": (lambda p: p.write_bytes(_wav_bytes(np.zeros(16000))), "silent"),
     "missing": (lambda p: None, "missing file"),
@@ -341,8 +359,11 @@ def test_batches_skip_bad_files_and_keep_the_good(model, test_notes, tmp_path):
     results = list(model.iter_embed_files([test_notes[0], str(bad), test_notes[1]], batch_size=2))
     assert [r.path for r in results] == [test_notes[0], str(bad), test_notes[1]]
     assert results[1].embedding is None and isinstance(results[1].error, AudioError)
-    np.testing.assert_allclose(np.stack([results[0].embedding, results[2].embedding]),
-                               model.embed_files([test_notes[0], test_notes[1]]), atol=1e-5)
+    np.testing.assert_allclose(
+        np.stack([results[0].embedding, results[2].embedding]),
+        model.embed_files([test_notes[0], test_notes[1]]),
+        atol=1e-5,
+    )
     with pytest.raises(AudioError, match="bad.wav"):
         model.embed_files([test_notes[0], str(bad)])
 
@@ -371,10 +392,16 @@ def test_shared_real_recordings_load_resample_and_embed(model):
 
 
 WAV_HEAD = _wav_bytes(TONE[:400])
-FLAC_HEAD = open(sorted(glob.glob(os.path.join(SHARED_DATA, "rwc-sample", "notes", "*.flac")))[0], "rb").read(4096) \
-    if os.path.isdir(os.path.join(SHARED_DATA, "rwc-sample")) else b"fLaC"
-MP3_HEAD = open(sorted(glob.glob(os.path.join(SHARED_DATA, "philharmonia-sample", "*.mp3")))[0], "rb").read(4096) \
-    if os.path.isdir(os.path.join(SHARED_DATA, "philharmonia-sample")) else b"ID3"
+FLAC_HEAD = (
+    open(sorted(glob.glob(os.path.join(SHARED_DATA, "rwc-sample", "notes", "*.flac")))[0], "rb").read(4096)
+    if os.path.isdir(os.path.join(SHARED_DATA, "rwc-sample"))
+    else b"fLaC"
+)
+MP3_HEAD = (
+    open(sorted(glob.glob(os.path.join(SHARED_DATA, "philharmonia-sample", "*.mp3")))[0], "rb").read(4096)
+    if os.path.isdir(os.path.join(SHARED_DATA, "philharmonia-sample"))
+    else b"ID3"
+)
 
 
 def _check_loader(path):
@@ -386,8 +413,12 @@ def _check_loader(path):
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
-@given(prefix=st.sampled_from([b"", WAV_HEAD, FLAC_HEAD, MP3_HEAD]), cut=st.integers(0, 4096),
-       junk=st.binary(max_size=2048), ext=st.sampled_from([".wav", ".flac", ".mp3", ".ogg", ""]))
+@given(
+    prefix=st.sampled_from([b"", WAV_HEAD, FLAC_HEAD, MP3_HEAD]),
+    cut=st.integers(0, 4096),
+    junk=st.binary(max_size=2048),
+    ext=st.sampled_from([".wav", ".flac", ".mp3", ".ogg", ""]),
+)
 def test_loader_survives_random_bytes(prefix, cut, junk, ext, tmp_path_factory):
     path = tmp_path_factory.mktemp("fuzz") / f"x{ext}"
     path.write_bytes(prefix[:cut] + junk)
@@ -395,10 +426,15 @@ def test_loader_survives_random_bytes(prefix, cut, junk, ext, tmp_path_factory):
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
-@given(data=arrays(np.float32, st.tuples(st.integers(0, 2000), st.integers(1, 3)),
-                   elements=st.floats(width=32, allow_nan=True, allow_infinity=True)),
-       rate=st.one_of(st.sampled_from([8000, 11025, 44100, 44101, 96000]), st.integers(1, 400_000)),
-       subtype=st.sampled_from(["FLOAT", "PCM_16"]))
+@given(
+    data=arrays(
+        np.float32,
+        st.tuples(st.integers(0, 2000), st.integers(1, 3)),
+        elements=st.floats(width=32, allow_nan=True, allow_infinity=True),
+    ),
+    rate=st.one_of(st.sampled_from([8000, 11025, 44100, 44101, 96000]), st.integers(1, 400_000)),
+    subtype=st.sampled_from(["FLOAT", "PCM_16"]),
+)
 def test_loader_survives_random_arrays(data, rate, subtype, tmp_path_factory):
     try:
         x = prepare_audio(data, rate, 16000)
@@ -440,8 +476,10 @@ def test_similar_ranks_the_same_instruments_note_first(model, library):
     # The query itself, once in the library, is left out of its own results.
     shutil.copy(query, lib / "query.wav")
     index.update(model, progress=False)
-    assert all(not p.endswith("query.wav") for p, _ in index.nearest(
-        model.embed_files([query])[0], top_k=10, exclude=str(lib / "query.wav")))
+    assert all(
+        not p.endswith("query.wav")
+        for p, _ in index.nearest(model.embed_files([query])[0], top_k=10, exclude=str(lib / "query.wav"))
+    )
 
 
 def test_similar_index_is_cached_and_updated_incrementally(model, library, monkeypatch, test_notes):
@@ -474,8 +512,9 @@ def test_similar_index_is_cached_and_updated_incrementally(model, library, monke
     index = cli.EmbeddingIndex(str(lib), str(cache))
     stats = index.update(model, progress=False)  # the broken file is not retried until it changes
     assert embedded == [] and len(stats["failed"]) == 1
-    np.testing.assert_allclose(index.embeddings[index.paths.index("new.wav")],
-                               model.embed_files([lib / "new.wav"])[0], atol=1e-5)
+    np.testing.assert_allclose(
+        index.embeddings[index.paths.index("new.wav")], model.embed_files([lib / "new.wav"])[0], atol=1e-5
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -524,9 +563,11 @@ def test_cli_classify_verify_embed(capsys, model_dir, test_notes, tmp_path):
     lines = (tmp_path / "emb" / "index.csv").read_text().splitlines()
     assert lines[0] == "file,embedding,duration,family,family_confidence" and len(lines) == 4
     first = lines[1].split(",")
-    np.testing.assert_allclose(np.load(tmp_path / "emb" / first[1]),
-                               TimbreEncoder.from_hparams(source=str(model_dir)).embed_files([first[0]])[0],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "emb" / first[1]),
+        TimbreEncoder.from_hparams(source=str(model_dir)).embed_files([first[0]])[0],
+        atol=1e-5,
+    )
 
     status, out, err = run_cli(capsys, "verify", test_notes[0], test_notes[0], "--model", model_dir)
     assert status == 0 and out.startswith("score 1.0000") and "same instrument" in out
@@ -537,8 +578,20 @@ def test_cli_classify_verify_embed(capsys, model_dir, test_notes, tmp_path):
 def test_cli_similar(capsys, model_dir, library):
     lib, query = library
     (lib / "bad.wav").write_text("not a sound")
-    status, out, err = run_cli(capsys, "similar", query, "--library", lib, "--top", "2", "--json",
-                               "--model", model_dir, "--cache", lib.parent / "cache")
+    status, out, err = run_cli(
+        capsys,
+        "similar",
+        query,
+        "--library",
+        lib,
+        "--top",
+        "2",
+        "--json",
+        "--model",
+        model_dir,
+        "--cache",
+        lib.parent / "cache",
+    )
     assert status == 1 and "bad.wav" in err  # results still given, the bad file listed
     results = json.loads(out)["results"]
     assert len(results) == 2 and results[0]["file"].endswith("same-note.flac")

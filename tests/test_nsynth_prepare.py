@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from nsynth_prepare import MANIFEST_FIELDS, DataFolderError, prepare_nsynth
 
-from timbre_lobes.nsynth_labels import FAMILIES
+from timbre_lobes.data.nsynth_labels import FAMILIES
 
 
 def read_csv(path):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from timbre_lobes.encoder import ResNetLDE, ResNetTrunk
-from timbre_lobes.pooling import LDEPooling
+from timbre_lobes.lobes.encoder import ResNetLDE, ResNetTrunk
+from timbre_lobes.lobes.pooling import LDEPooling
 
 
 def test_lde_output_shape_and_dim():
@@ -57,8 +57,9 @@ def test_trunk_paper_configuration_downsamples_by_8():
 @pytest.mark.parametrize("collapse", ["flatten", "mean"])
 @pytest.mark.parametrize("bins", [40, 37])
 def test_encoder_accepts_any_bins_and_returns_batch_1_emb(collapse, bins):
-    enc = ResNetLDE(in_bins=bins, channels=(4, 8, 8), blocks=(1, 1, 1), strides=(1, 2, 2),
-                    lin_neurons=24, freq_collapse=collapse)
+    enc = ResNetLDE(
+        in_bins=bins, channels=(4, 8, 8), blocks=(1, 1, 1), strides=(1, 2, 2), lin_neurons=24, freq_collapse=collapse
+    )
     enc.eval()
     assert enc(torch.randn(2, 33, bins)).shape == (2, 1, 24)
 

@@ -7,22 +7,37 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 from hyperpyyaml import load_hyperpyyaml
 
-from conftest import REPO
-
 TINY = [
-    "--number_of_epochs=1", "--batch_size=8", "--eval_batch_size=16", "--num_workers=0",
-    "--crop_seconds=0.5", "--crop_max_start=0.5", "--n_filters=40", "--resnet_channels=[4,8]",
-    "--resnet_blocks=[1,1]", "--resnet_strides=[1,2]", "--emb_dim=32",
-    "--enrolments_per_instrument=4", "--targets_per_note=4", "--nontargets_per_note=4",
+    "--number_of_epochs=1",
+    "--batch_size=8",
+    "--eval_batch_size=16",
+    "--num_workers=0",
+    "--crop_seconds=0.5",
+    "--crop_max_start=0.5",
+    "--n_filters=40",
+    "--resnet_channels=[4,8]",
+    "--resnet_blocks=[1,1]",
+    "--resnet_strides=[1,2]",
+    "--emb_dim=32",
+    "--enrolments_per_instrument=4",
+    "--targets_per_note=4",
+    "--nontargets_per_note=4",
 ]
 
 
 def run_recipe(system, data, out, *extra):
-    cmd = [sys.executable, os.path.join(REPO, "recipes", "NSynth", "train.py"),
-           os.path.join(REPO, "hparams", f"{system}.yaml"), f"--data_folder={data}",
-           f"--output_folder={out}", *TINY, *extra]
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "recipes", "NSynth", "train.py"),
+        os.path.join(REPO, "hparams", f"{system}.yaml"),
+        f"--data_folder={data}",
+        f"--output_folder={out}",
+        *TINY,
+        *extra,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -39,8 +54,14 @@ def test_system_trains_and_evaluates(system, tiny_corpus, tmp_path):
     assert results["n_notes"] == 48  # 4 test instruments x 12 notes
     assert results["n_train_instruments"] == 6
     assert sum(map(sum, results["family_confusion"])) == 48
-    for name in ("train_log.txt", "family_confusion.png", "hyperparams.yaml", "save/train.csv",
-                 "save/test_trials.txt", "save/instrument_encoder.txt"):
+    for name in (
+        "train_log.txt",
+        "family_confusion.png",
+        "hyperparams.yaml",
+        "save/train.csv",
+        "save/test_trials.txt",
+        "save/instrument_encoder.txt",
+    ):
         assert (out / name).exists(), name
     assert any(d.startswith("CKPT") for d in os.listdir(out / "save"))
     assert f"| {system} |" in proc.stdout
@@ -77,8 +98,8 @@ def test_linear_heads_train_export_and_load(tiny_corpus, tmp_path):
     """--head_type=linear: plain softmax heads train, export and give family probabilities."""
     import numpy as np
 
-    from timbre_lobes.heads import LinearClassifier
-    from timbre_lobes.inference import TimbreEncoder
+    from timbre_lobes.lobes.heads import LinearClassifier
+    from timbre_lobes.serving.inference import TimbreEncoder
 
     out = tmp_path / "linear"
     run_recipe("transMel", tiny_corpus, out, "--head_type=linear")
@@ -96,7 +117,7 @@ def test_linear_heads_train_export_and_load(tiny_corpus, tmp_path):
     inst = model.instrument_probabilities(emb)
     logits = model.mods.instrument_head(torch.from_numpy(emb).unsqueeze(1))[:, 0].detach()
     np.testing.assert_allclose(inst, torch.softmax(logits, dim=-1).numpy(), atol=1e-6)
-    assert "timbre_lobes.heads.classification_head" in (out / "model" / "hyperparams.yaml").read_text()
+    assert "timbre_lobes.lobes.heads.classification_head" in (out / "model" / "hyperparams.yaml").read_text()
 
 
 def test_unknown_head_type_is_a_clear_error():
@@ -128,9 +149,13 @@ def test_yaml_defaults_are_the_papers_sizes_and_take_a_training_step(system, bin
     assert emb.shape == (2, 1, 512)
     instrument_head = hp["instrument_head"](out_neurons=5)
     families, instruments = torch.tensor([[0], [3]]), torch.tensor([[1], [4]])
-    loss = (hp["instrument_loss"](instrument_head(emb), instruments)
-            + hp["family_weight"] * hp["family_loss"](hp["family_head"](emb), families))
+    loss = hp["instrument_loss"](instrument_head(emb), instruments) + hp["family_weight"] * hp["family_loss"](
+        hp["family_head"](emb), families
+    )
     loss.backward()
-    for name, module in [("embedding", hp["embedding_model"]), ("family head", hp["family_head"]),
-                         ("instrument head", instrument_head)]:
+    for name, module in [
+        ("embedding", hp["embedding_model"]),
+        ("family head", hp["family_head"]),
+        ("instrument head", instrument_head),
+    ]:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()), name

@@ -16,12 +16,7 @@ import numpy as np
 import pytest
 
 from timbre_lobes.__main__ import main
-from timbre_lobes.gm_programs import (
-    EXCLUDED_PROGRAMS,
-    GM_PROGRAM_NAMES,
-    gm_family_source,
-)
-from timbre_lobes.nsynth_labels import (
+from timbre_lobes.data.nsynth_labels import (
     FAMILIES,
     NOTE_SECONDS,
     QUALITIES,
@@ -29,7 +24,7 @@ from timbre_lobes.nsynth_labels import (
     SOURCES,
     SPLITS,
 )
-from timbre_lobes.render import (
+from timbre_lobes.render.corpus import (
     HOLD_SECONDS,
     SILENCE_DBFS,
     SoundFontSynth,
@@ -39,6 +34,11 @@ from timbre_lobes.render import (
     pitch_grid,
     plan_corpus,
     render_corpus,
+)
+from timbre_lobes.render.gm_programs import (
+    EXCLUDED_PROGRAMS,
+    GM_PROGRAM_NAMES,
+    gm_family_source,
 )
 
 FLUID, TIMGM, OPL = default_soundfonts()
@@ -154,21 +154,16 @@ def test_note_is_held_then_released():
 def test_gm_table():
     assert len(GM_PROGRAM_NAMES) == 128
     documented_exclusions = {55, *range(96, 104), *range(112, 128)}
-    assert EXCLUDED_PROGRAMS == documented_exclusions
+    assert documented_exclusions == EXCLUDED_PROGRAMS
     for program in range(128):
         family_source = gm_family_source(program)
         if program in documented_exclusions:
-            assert (
-                family_source is None
-                and gm_family_source(program, synthetic=True) is None
-            )
+            assert family_source is None and gm_family_source(program, synthetic=True) is None
         else:
             family, source = family_source
             assert family in FAMILIES and source in SOURCES
             assert gm_family_source(program, synthetic=True) == (family, "synthetic")
-    assert {
-        gm_family_source(p)[0] for p in set(range(128)) - documented_exclusions
-    } == set(FAMILIES)
+    assert {gm_family_source(p)[0] for p in set(range(128)) - documented_exclusions} == set(FAMILIES)
     assert gm_family_source(4) == ("keyboard", "electronic")
     assert gm_family_source(47) == ("mallet", "acoustic")
     assert gm_family_source(38) == ("bass", "synthetic")
@@ -182,34 +177,17 @@ def test_gm_table():
 def test_splits():
     plan = plan_corpus([FLUID, TIMGM, OPL], seed=7)
     assert plan == plan_corpus([FLUID, TIMGM, OPL], seed=7)
-    assert [i["split"] for i in plan] != [
-        i["split"] for i in plan_corpus([FLUID, TIMGM, OPL], seed=8)
-    ]
-    assert (
-        len({i["instrument_str"] for i in plan})
-        == len({i["instrument"] for i in plan})
-        == len(plan)
-    )
+    assert [i["split"] for i in plan] != [i["split"] for i in plan_corpus([FLUID, TIMGM, OPL], seed=8)]
+    assert len({i["instrument_str"] for i in plan}) == len({i["instrument"] for i in plan}) == len(plan)
     for family in FAMILIES:
         splits = [i["split"] for i in plan if i["instrument_family_str"] == family]
         assert set(splits) == set(SPLITS), family
     # Variant banks are instruments of their program's family.
-    mandolin = [
-        i
-        for i in plan
-        if (i["soundfont"], i["bank"], i["program"]) == ("FluidR3_GM.sf2", 16, 25)
-    ]
+    mandolin = [i for i in plan if (i["soundfont"], i["bank"], i["program"]) == ("FluidR3_GM.sf2", 16, 25)]
     assert [i["instrument_family_str"] for i in mandolin] == ["guitar"]
-    assert all(
-        i["instrument_source_str"] == "synthetic"
-        for i in plan
-        if i["soundfont"] == "OPL-3_FM_128M.sf2"
-    )
+    assert all(i["instrument_source_str"] == "synthetic" for i in plan if i["soundfont"] == "OPL-3_FM_128M.sf2")
     assert not any(i["bank"] == 128 or i["program"] in EXCLUDED_PROGRAMS for i in plan)
-    sizes = [
-        [assign_splits(["a"] * n, seed=0).count(s) for s in SPLITS]
-        for n in (1, 2, 3, 10)
-    ]
+    sizes = [[assign_splits(["a"] * n, seed=0).count(s) for s in SPLITS] for n in (1, 2, 3, 10)]
     assert sizes == [[1, 0, 0], [1, 0, 1], [1, 1, 1], [8, 1, 1]]
 
 
@@ -235,7 +213,7 @@ def test_interrupted_render_resumes(tmp_path, small_corpus):
     out_dir = tmp_path / "resumed"
     script = f"""
 import os, signal
-from timbre_lobes.render import render_corpus
+from timbre_lobes.render.corpus import render_corpus
 written = []
 def kill_after(note):
     written.append(note)
@@ -245,9 +223,7 @@ render_corpus([{TIMGM!r}], {str(out_dir)!r}, workers=1, on_note=kill_after,
               progress=False, **{SMALL!r})
 """
     env = dict(os.environ, PYTHONPATH=REPO)
-    process = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True
-    )
+    process = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)
     assert process.returncode == -signal.SIGKILL, process.stderr.decode()
     assert not any((out_dir / f"nsynth-{s}" / "examples.json").exists() for s in SPLITS)
     wavs = list(out_dir.glob("nsynth-*/audio/*.wav"))
@@ -258,9 +234,7 @@ render_corpus([{TIMGM!r}], {str(out_dir)!r}, workers=1, on_note=kill_after,
 
     summary = render_corpus([TIMGM], out_dir, workers=2, progress=False, **SMALL)
     clean_dir, clean_summary = small_corpus
-    assert (
-        summary["rendered_notes"] == sum(clean_summary["notes"].values()) - killed_after
-    )
+    assert summary["rendered_notes"] == sum(clean_summary["notes"].values()) - killed_after
     resumed, clean = load_corpus(out_dir), load_corpus(clean_dir)
     assert resumed == clean
     assert not list(out_dir.glob("**/.*.tmp"))

@@ -15,17 +15,26 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import REPO
+
 from timbre_lobes.atomic import atomic_open, write_json
 
 TRAIN_PY = os.path.join(REPO, "recipes", "NSynth", "train.py")
 # 6 training instruments x 12 notes = 72 crops; batches of 2 give 36 steps an epoch.
 STEPS_PER_EPOCH = 36
 TINY = [
-    "--eval_batch_size=16", "--num_workers=0", "--crop_seconds=0.5", "--crop_max_start=0.5",
-    "--n_filters=40", "--resnet_channels=[4,8]", "--resnet_blocks=[1,1]", "--resnet_strides=[1,2]",
-    "--emb_dim=32", "--enrolments_per_instrument=4", "--targets_per_note=4", "--nontargets_per_note=4",
+    "--eval_batch_size=16",
+    "--num_workers=0",
+    "--crop_seconds=0.5",
+    "--crop_max_start=0.5",
+    "--n_filters=40",
+    "--resnet_channels=[4,8]",
+    "--resnet_blocks=[1,1]",
+    "--resnet_strides=[1,2]",
+    "--emb_dim=32",
+    "--enrolments_per_instrument=4",
+    "--targets_per_note=4",
+    "--nontargets_per_note=4",
     # The YAML's intra-epoch checkpoint interval is in minutes; SpeechBrain's step
     # interval excludes it, so the minutes are switched off.
     "--ckpt_interval_minutes=0",
@@ -35,8 +44,15 @@ RESUME = [*TINY, "--batch_size=2", "--ckpt_interval_steps=4"]
 
 
 def recipe_cmd(data, out, *extra, system="transMel"):
-    return [sys.executable, TRAIN_PY, os.path.join(REPO, "hparams", f"{system}.yaml"),
-            f"--data_folder={data}", f"--output_folder={out}", *RESUME, *extra]
+    return [
+        sys.executable,
+        TRAIN_PY,
+        os.path.join(REPO, "hparams", f"{system}.yaml"),
+        f"--data_folder={data}",
+        f"--output_folder={out}",
+        *RESUME,
+        *extra,
+    ]
 
 
 def run(cmd, timeout=300, env=None):
@@ -199,15 +215,17 @@ def test_sigkill_while_saving_a_checkpoint_resumes_from_the_previous_one(tiny_co
     cmd = recipe_cmd(tiny_corpus, out, "--number_of_epochs=1")
     driver = tmp_path / "die_while_saving.py"
     driver.write_text(DIE_WHILE_SAVING.replace("{n}", "3"))
-    proc = subprocess.run([sys.executable, str(driver), *cmd[1:]], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(driver), *cmd[1:]], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:] + proc.stderr[-2000:]
     # The last complete checkpoint (step 8; older intra-epoch ones are pruned) and the
     # unfinished third one.
     complete = checkpoints(out / "save")
     assert [brain_state(folder)[1] for folder, _ in complete] == [8]
-    unfinished = [n for n in os.listdir(out / "save") if n.startswith("CKPT")
-                  and not (out / "save" / n / "CKPT.yaml").exists()]
+    unfinished = [
+        n for n in os.listdir(out / "save") if n.startswith("CKPT") and not (out / "save" / n / "CKPT.yaml").exists()
+    ]
     assert len(unfinished) == 1
 
     output = run(cmd)
@@ -217,13 +235,13 @@ def test_sigkill_while_saving_a_checkpoint_resumes_from_the_previous_one(tiny_co
 
 # Atomic outputs: an interrupted write leaves the previous file, never a half one.
 
+
 def test_atomic_open_keeps_the_old_file_when_the_writer_fails(tmp_path):
     path = tmp_path / "results.json"
     path.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_open(path) as handle:
-            handle.write("half of the new")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_open(path) as handle:
+        handle.write("half of the new")
+        raise RuntimeError("interrupted")
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["results.json"]  # the temporary file is gone
 
@@ -243,13 +261,13 @@ def test_atomic_open_keeps_the_old_file_when_the_process_is_killed(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert path.read_text() == "old"
     # Only a hidden temporary file is left beside it, which nothing reads.
-    assert all(n == "train.csv" or (n.startswith(".train.csv.") and n.endswith(".tmp"))
-               for n in os.listdir(tmp_path))
+    assert all(n == "train.csv" or (n.startswith(".train.csv.") and n.endswith(".tmp")) for n in os.listdir(tmp_path))
 
 
 def test_results_manifests_and_trials_are_written_whole_or_not_at_all(tmp_path):
     from nsynth_prepare import MANIFEST_FIELDS, write_manifest
-    from timbre_lobes.verification import write_trials
+
+    from timbre_lobes.scoring.verification import write_trials
 
     results = tmp_path / "results.json"
     write_json(results, {"EER": 1.0})
@@ -347,10 +365,22 @@ def test_torchrun_two_cpu_processes_agree_and_only_rank_0_writes(tiny_corpus, tm
     driver = tmp_path / "rank_driver.py"
     driver.write_text(RANK_DRIVER)
     epochs = 2
-    cmd = ["torchrun", "--standalone", "--nproc_per_node=2", str(driver), TRAIN_PY,
-           os.path.join(REPO, "hparams", "transMel.yaml"), f"--data_folder={tiny_corpus}",
-           f"--output_folder={out}", f"--number_of_epochs={epochs}", *TINY, "--batch_size=8",
-           "--ckpt_interval_steps=2", "--distributed_backend=gloo", "--device=cpu"]
+    cmd = [
+        "torchrun",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(driver),
+        TRAIN_PY,
+        os.path.join(REPO, "hparams", "transMel.yaml"),
+        f"--data_folder={tiny_corpus}",
+        f"--output_folder={out}",
+        f"--number_of_epochs={epochs}",
+        *TINY,
+        "--batch_size=8",
+        "--ckpt_interval_steps=2",
+        "--distributed_backend=gloo",
+        "--device=cpu",
+    ]
     env = {**os.environ, "RUN_OUT": str(out), "RANK_REPORT": str(report), "OMP_NUM_THREADS": "1"}
     run(cmd, env=env)
 

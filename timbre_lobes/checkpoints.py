@@ -33,7 +33,7 @@ class CommitLastCheckpointer(sb.utils.checkpoints.Checkpointer):
         sb.utils.distributed.ddp_barrier()
         return checkpoint
 
-    def _save_checkpoint_metafile(self, fpath, meta_to_include={}, end_of_epoch=True):
+    def _save_checkpoint_metafile(self, fpath, meta_to_include={}, end_of_epoch=True):  # noqa: B006 (SpeechBrain's signature)
         meta = {"unixtime": time.time(), "end-of-epoch": end_of_epoch, **meta_to_include}
         self._pending_meta = (fpath, meta)
         return meta

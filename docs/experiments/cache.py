@@ -1,8 +1,15 @@
-import csv, os, sys, numpy as np, soundfile as sf
+import csv
+import os
+import sys
+
+import numpy as np
+import soundfile as sf
+
 EXP = os.environ.get("EXP_DIR", "/tmp/timbre-probes")  # cached audio, manifests and logs
 
 sys.path.insert(0, "recipes/NSynth")
 from nsynth_prepare import prepare_nsynth
+
 root = os.environ.get("CORPUS", "corpora/soundfont-default")
 prepare_nsynth(data_folder=root, save_folder=EXP + "/prep")
 for split in ("train", "valid", "test"):

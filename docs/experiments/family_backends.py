@@ -40,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, REPO)
 
-from timbre_lobes.inference import TimbreEncoder  # noqa: E402
+from timbre_lobes.serving.inference import TimbreEncoder  # noqa: E402
 
 SPLITS = ("train", "valid", "test")
 
@@ -62,7 +62,7 @@ def embed_split(encoder, corpus, split, cache):
     rows = []
     batch = 64
     for start in tqdm(range(0, len(wavs), batch), desc=f"embedding {split}"):
-        rows.append(encoder.embed_files(wavs[start:start + batch], batch_size=32))
+        rows.append(encoder.embed_files(wavs[start : start + batch], batch_size=32))
     emb = np.concatenate(rows)
     np.savez(path, ids=np.array(ids), emb=emb)
     return ids, meta, emb
@@ -148,13 +148,17 @@ def main(argv):
         counts = {}
         for m in meta:
             counts[m["instrument_source_str"]] = counts.get(m["instrument_source_str"], set()) | {m["instrument_str"]}
-        print(f"\n{split}: {len(meta)} notes; instruments per source "
-              + ", ".join(f"{k} {len(v)}" for k, v in sorted(counts.items())))
+        print(
+            f"\n{split}: {len(meta)} notes; instruments per source "
+            + ", ".join(f"{k} {len(v)}" for k, v in sorted(counts.items()))
+        )
         ranks = sibling_ranks(emb, meta, train_meta, cents)
         if ranks is not None and len(ranks):
-            print(f"  same-program sibling in training for {len(ranks)} of {len(meta)} notes; nearest centroid is "
-                  f"one for {np.mean(ranks == 0):.3f}; best sibling's rank: median {np.median(ranks):.0f} "
-                  f"of {len(cents)}, within 5 for {np.mean(ranks < 5):.3f}")
+            print(
+                f"  same-program sibling in training for {len(ranks)} of {len(meta)} notes; nearest centroid is "
+                f"one for {np.mean(ranks == 0):.3f}; best sibling's rank: median {np.median(ranks):.0f} "
+                f"of {len(cents)}, within 5 for {np.mean(ranks < 5):.3f}"
+            )
         preds = {
             "head": encoder.family_probabilities(emb).argmax(axis=1),
             "logreg": logreg.predict(normalise(emb)),
@@ -167,8 +171,11 @@ def main(argv):
             line = report(name, pred, meta)
             line["split"] = split
             rows.append(line)
-            print("  " + f"{name:18s} " + "  ".join(f"{k} {v:.3f}" for k, v in line.items()
-                                                     if k not in ("backend", "split")))
+            print(
+                "  "
+                + f"{name:18s} "
+                + "  ".join(f"{k} {v:.3f}" for k, v in line.items() if k not in ("backend", "split"))
+            )
     with open(os.path.join(cache, "family_backends.json"), "w") as handle:
         json.dump(rows, handle, indent=1)
 

@@ -64,8 +64,10 @@ def pooled_logmel(corpus, split, cache):
     fbank = Fbank(sample_rate=16000, n_mels=80, hop_length=20)
     feats = []
     for start in tqdm(range(0, len(ids), 64), desc=f"log-mel {split}"):
-        batch = [sf.read(os.path.join(corpus, f"nsynth-{split}", "audio", f"{i}.wav"), dtype="float32")[0]
-                 for i in ids[start:start + 64]]
+        batch = [
+            sf.read(os.path.join(corpus, f"nsynth-{split}", "audio", f"{i}.wav"), dtype="float32")[0]
+            for i in ids[start : start + 64]
+        ]
         with torch.no_grad():
             fb = fbank(torch.from_numpy(np.stack(batch)))  # (B, frames, 80)
         feats.append(torch.cat([fb.mean(1), fb.std(1)], 1).numpy())
@@ -96,8 +98,7 @@ def instrument_curve(x, y, inst, fractions=(0.25, 0.5, 0.75, 1.0), draws=3):
             model = trees().fit(x["train"][rows], y["train"][rows])
             scores.append([micro_f1(model, x[s], y[s]) for s in ("valid", "test")])
         mean, spread = np.mean(scores, 0), np.std(scores, 0)
-        print(f"| {int(len(names) * fraction)} | {mean[0]:.3f} ± {spread[0]:.3f} | "
-              f"{mean[1]:.3f} ± {spread[1]:.3f} |")
+        print(f"| {int(len(names) * fraction)} | {mean[0]:.3f} ± {spread[0]:.3f} | {mean[1]:.3f} ± {spread[1]:.3f} |")
 
 
 def extra_training_instruments(x, y, fonts, extra, independent_of):
@@ -106,16 +107,16 @@ def extra_training_instruments(x, y, fonts, extra, independent_of):
     print(f"{len(extra_y)} extra training notes of {len({m['instrument_str'] for m in extra[1]})} instruments")
     print(f"| training data | valid | valid without {independent_of} | test | test without {independent_of} |")
     print("|---|---:|---:|---:|---:|")
-    runs = {"default corpus": (x["train"], y["train"]),
-            "default + extra corpus": (np.concatenate([x["train"], extra[2]]),
-                                       np.concatenate([y["train"], extra_y]))}
+    runs = {
+        "default corpus": (x["train"], y["train"]),
+        "default + extra corpus": (np.concatenate([x["train"], extra[2]]), np.concatenate([y["train"], extra_y])),
+    }
     for name, (train_x, train_y) in runs.items():
         model = trees().fit(train_x, train_y)
         cells = []
         for split in ("valid", "test"):
             other = fonts[split] != independent_of
-            cells += [micro_f1(model, x[split], y[split]),
-                      micro_f1(model, x[split][other], y[split][other])]
+            cells += [micro_f1(model, x[split], y[split]), micro_f1(model, x[split][other], y[split][other])]
         print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
 
 
@@ -151,19 +152,21 @@ def main(argv):
     def logreg(c):
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
 
-    best_c = max((0.01, 0.1, 1.0, 10.0),
-                 key=lambda c: micro_f1(logreg(c).fit(x["train"], y["train"]), x["valid"], y["valid"]))
-    models = {f"logistic regression (C={best_c})": lambda: logreg(best_c),
-              "gradient-boosted trees": trees}
+    best_c = max(
+        (0.01, 0.1, 1.0, 10.0), key=lambda c: micro_f1(logreg(c).fit(x["train"], y["train"]), x["valid"], y["valid"])
+    )
+    models = {f"logistic regression (C={best_c})": lambda: logreg(best_c), "gradient-boosted trees": trees}
     print(f"{len(np.unique(inst))} training instruments, {len(inst)} notes; held out {held.sum()} notes")
     print("| classifier | unseen valid | unseen test | held-out notes of training instruments |")
     print("|---|---:|---:|---:|")
     for name, make in models.items():
         unseen = make().fit(x["train"], y["train"])
         known = make().fit(x["train"][~held], y["train"][~held])
-        print(f"| {name} | {micro_f1(unseen, x['valid'], y['valid']):.3f} | "
-              f"{micro_f1(unseen, x['test'], y['test']):.3f} | "
-              f"{micro_f1(known, x['train'][held], y['train'][held]):.3f} |")
+        print(
+            f"| {name} | {micro_f1(unseen, x['valid'], y['valid']):.3f} | "
+            f"{micro_f1(unseen, x['test'], y['test']):.3f} | "
+            f"{micro_f1(known, x['train'][held], y['train'][held]):.3f} |"
+        )
 
 
 if __name__ == "__main__":

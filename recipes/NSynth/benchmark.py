@@ -65,8 +65,8 @@ import profile_systems  # noqa: E402
 from evaluate import DEFAULT_PROTOCOL, evaluate_model  # noqa: E402
 
 from timbre_lobes.atomic import write_json  # noqa: E402
-from timbre_lobes.nsynth_labels import SPLITS  # noqa: E402
-from timbre_lobes.render import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_splits  # noqa: E402
+from timbre_lobes.data.nsynth_labels import SPLITS  # noqa: E402
+from timbre_lobes.render.corpus import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_splits  # noqa: E402
 
 SCENARIOS = ("rendered", "leave_one_source_out", "nsynth_real")
 DEFAULT_CONFIG = os.path.join(HERE, "benchmark_cpu.yaml")
@@ -74,8 +74,7 @@ DEFAULT_CORPUS = os.path.join(REPO, "corpora", "soundfont-default")
 DEFAULT_NSYNTH_REAL = os.path.join(os.path.dirname(REPO), "shared", "data", "nsynth-test-dev")
 DEFAULT_PROFILE = {"steps": 5, "warmup": 2, "embed_repeats": 3, "timeout": 1800}
 #: train.py overrides of the verification protocol, used for evaluate.py's trials too.
-PROTOCOL_KEYS = ("enrol_notes", "enrolments_per_instrument", "targets_per_note", "nontargets_per_note",
-                 "trial_seed")
+PROTOCOL_KEYS = ("enrol_notes", "enrolments_per_instrument", "targets_per_note", "nontargets_per_note", "trial_seed")
 #: Set by the benchmark itself, never by the config or the command line.
 RESERVED_KEYS = ("data_folder", "output_folder")
 SPEC_FILE = "benchmark_spec.json"
@@ -87,6 +86,7 @@ class BenchmarkError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- overrides
+
 
 def override_key(arg):
     """``--key=value`` -> ``key`` (``--flag`` -> ``flag``).
@@ -138,13 +138,16 @@ def load_config(path):
         if reserved:
             raise BenchmarkError(f"{path}: {name} sets {reserved}; the benchmark chooses data and output folders")
     profile = dict(DEFAULT_PROFILE, **(config.get("profile") or {}))
-    return {"common": [str(a) for a in common],
-            "systems": {k: [str(a) for a in (v or [])] for k, v in systems.items()},
-            "leave_out_soundfont": config.get("leave_out_soundfont", "TimGM6mb.sf2"),
-            "profile": profile}
+    return {
+        "common": [str(a) for a in common],
+        "systems": {k: [str(a) for a in (v or [])] for k, v in systems.items()},
+        "leave_out_soundfont": config.get("leave_out_soundfont", "TimGM6mb.sf2"),
+        "profile": profile,
+    }
 
 
 # --------------------------------------------------------------------------- corpora
+
 
 def _read_json(path):
     with open(path) as handle:
@@ -161,7 +164,7 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
 
     The instruments of ``soundfont`` (the ``soundfont`` field the renderer writes in
     every note's metadata) all go to ``test``; the others are split into ``train``
-    and ``valid`` per family by :func:`timbre_lobes.render.assign_splits`, in
+    and ``valid`` per family by :func:`timbre_lobes.render.corpus.assign_splits`, in
     instrument-number order, which is how ``render_corpus(...,
     leave_out_soundfonts=[soundfont])`` would split them. Each split gets an
     ``examples.json`` (the notes' metadata unchanged, plus ``corpus_split``, the
@@ -179,7 +182,7 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
     soundfont : str
         SoundFont file name, with or without its extension (``TimGM6mb.sf2``, ``TimGM6mb``).
     seed, fractions
-        See :func:`timbre_lobes.render.assign_splits` (the renderer's defaults).
+        See :func:`timbre_lobes.render.corpus.assign_splits` (the renderer's defaults).
 
     Returns
     -------
@@ -194,26 +197,34 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
     """
     corpus = os.path.abspath(corpus)
     sources = {split: os.path.join(corpus, f"nsynth-{split}", "examples.json") for split in SPLITS}
-    options = {"corpus": corpus, "soundfont": soundfont, "seed": seed, "fractions": list(fractions),
-               "inputs": {s: list(_signature(p)) for s, p in sources.items()}}
+    options = {
+        "corpus": corpus,
+        "soundfont": soundfont,
+        "seed": seed,
+        "fractions": list(fractions),
+        "inputs": {s: list(_signature(p)) for s, p in sources.items()},
+    }
     marker = os.path.join(out_dir, LEAVE_OUT_FILE)
     if os.path.isfile(marker):
         with open(marker) as handle:
             done = json.load(handle)
         if done.get("options") == options:
             return done["summary"]
-        raise BenchmarkError(f"{out_dir} was built from other inputs ({done.get('options')}); remove it "
-                             "or choose another --output")
+        raise BenchmarkError(
+            f"{out_dir} was built from other inputs ({done.get('options')}); remove it or choose another --output"
+        )
 
     notes = {}  # note id -> (corpus split, metadata)
     for split, path in sources.items():
         for note_id, meta in _read_json(path).items():
             if "soundfont" not in meta:
-                raise ValueError(f"{path}: note {note_id} has no 'soundfont' field; only corpora rendered "
-                                 "by timbre_lobes.render say which SoundFont a note comes from")
+                raise ValueError(
+                    f"{path}: note {note_id} has no 'soundfont' field; only corpora rendered "
+                    "by timbre_lobes.render.corpus say which SoundFont a note comes from"
+                )
             notes[note_id] = (split, meta)
     instruments = {}
-    for split, meta in notes.values():
+    for _split, meta in notes.values():
         instruments.setdefault(meta["instrument_str"], meta)
     available = sorted({m["soundfont"] for m in instruments.values()})
     if not any(_soundfont_matches(s, soundfont) for s in available):
@@ -271,6 +282,7 @@ def count_instruments(corpus, split="train"):
 
 # --------------------------------------------------------------------------- steps
 
+
 class Progress:
     """Prints each step with the time since the benchmark started."""
 
@@ -279,8 +291,9 @@ class Progress:
 
     def __call__(self, message):
         elapsed = time.time() - self.start
-        print(f"[{int(elapsed // 3600):d}:{int(elapsed % 3600 // 60):02d}:{int(elapsed % 60):02d}] {message}",
-              flush=True)
+        print(
+            f"[{int(elapsed // 3600):d}:{int(elapsed % 3600 // 60):02d}:{int(elapsed % 60):02d}] {message}", flush=True
+        )
 
 
 def check_spec(folder, spec):
@@ -301,8 +314,9 @@ def check_spec(folder, spec):
 
 def trained(folder):
     """A finished train.py run: its results and its exported model are there."""
-    return (os.path.isfile(os.path.join(folder, "results.json"))
-            and os.path.isfile(os.path.join(folder, "model", "model_info.json")))
+    return os.path.isfile(os.path.join(folder, "results.json")) and os.path.isfile(
+        os.path.join(folder, "model", "model_info.json")
+    )
 
 
 def train_system(system, data_folder, folder, overrides, progress):
@@ -312,14 +326,22 @@ def train_system(system, data_folder, folder, overrides, progress):
     ``RuntimeError`` naming the log of a failed run.
     """
     yaml_path = os.path.join(REPO, "hparams", f"{system}.yaml")
-    check_spec(folder, {"system": system, "yaml": yaml_path, "data_folder": os.path.abspath(data_folder),
-                        "overrides": overrides})
+    check_spec(
+        folder,
+        {"system": system, "yaml": yaml_path, "data_folder": os.path.abspath(data_folder), "overrides": overrides},
+    )
     if trained(folder):
         progress(f"{system}: reusing {folder}/results.json")
         return dict(_read_json(os.path.join(folder, "results.json")), reused=True)
     log = os.path.join(folder, "benchmark_train.log")
-    cmd = [sys.executable, os.path.join(HERE, "train.py"), yaml_path, *overrides,
-           f"--data_folder={os.path.abspath(data_folder)}", f"--output_folder={os.path.abspath(folder)}"]
+    cmd = [
+        sys.executable,
+        os.path.join(HERE, "train.py"),
+        yaml_path,
+        *overrides,
+        f"--data_folder={os.path.abspath(data_folder)}",
+        f"--output_folder={os.path.abspath(folder)}",
+    ]
     progress(f"{system}: training (log: {log})")
     start = time.time()
     with open(log, "a") as handle:
@@ -329,8 +351,10 @@ def train_system(system, data_folder, folder, overrides, progress):
     if proc.returncode != 0 or not trained(folder):
         raise RuntimeError(f"train.py {system} failed (exit {proc.returncode}); see {log}")
     record = _read_json(os.path.join(folder, "results.json"))
-    progress(f"{system}: trained in {time.time() - start:.0f} s: EER {record['EER']:.2f} %, "
-             f"family micro-F1 {record['family_micro_f1']:.3f}")
+    progress(
+        f"{system}: trained in {time.time() - start:.0f} s: EER {record['EER']:.2f} %, "
+        f"family micro-F1 {record['family_micro_f1']:.3f}"
+    )
     return dict(record, reused=False)
 
 
@@ -341,14 +365,19 @@ def evaluate_real(system, model_folder, nsynth_folder, folder, protocol, device,
     results = os.path.join(folder, "results.json")
     if os.path.isfile(results):
         record = _read_json(results)
-        if (record.get("model_id") == model_id and record.get("data_folder") == os.path.abspath(nsynth_folder)
-                and record.get("protocol") == protocol):
+        if (
+            record.get("model_id") == model_id
+            and record.get("data_folder") == os.path.abspath(nsynth_folder)
+            and record.get("protocol") == protocol
+        ):
             progress(f"{system}: reusing {results}")
             return dict(record, reused=True)
     progress(f"{system}: evaluating {model_folder} on {nsynth_folder}")
     record = evaluate_model(model_folder, nsynth_folder, folder, device=device, verbose=False, **protocol)
-    progress(f"{system}: {record['n_notes']} real notes: EER {record['EER']:.2f} %, "
-             f"family micro-F1 {record['family_micro_f1']:.3f}")
+    progress(
+        f"{system}: {record['n_notes']} real notes: EER {record['EER']:.2f} %, "
+        f"family micro-F1 {record['family_micro_f1']:.3f}"
+    )
     return dict(record, reused=False)
 
 
@@ -356,10 +385,17 @@ def profile_system(system, overrides, n_instruments, settings, folder, progress)
     """profile_systems.py's training-step worker for one system (cached in ``folder``)."""
     run_opts, values = override_values(overrides)
     values["output_folder"] = os.path.join(os.path.abspath(folder), f"{system}-scratch")
-    spec = {"yaml": os.path.join(REPO, "hparams", f"{system}.yaml"), "label": "benchmark",
-            "overrides": values, "run_opts": run_opts, "steps": int(settings["steps"]),
-            "warmup": int(settings["warmup"]), "embed": True, "embed_repeats": int(settings["embed_repeats"]),
-            "n_instruments": n_instruments}
+    spec = {
+        "yaml": os.path.join(REPO, "hparams", f"{system}.yaml"),
+        "label": "benchmark",
+        "overrides": values,
+        "run_opts": run_opts,
+        "steps": int(settings["steps"]),
+        "warmup": int(settings["warmup"]),
+        "embed": True,
+        "embed_repeats": int(settings["embed_repeats"]),
+        "n_instruments": n_instruments,
+    }
     path = os.path.join(folder, f"{system}.json")
     if os.path.isfile(path):
         cached = _read_json(path)
@@ -375,10 +411,27 @@ def profile_system(system, overrides, n_instruments, settings, folder, progress)
 
 # --------------------------------------------------------------------------- report
 
-COST_KEYS = ("parameters", "train_examples_per_s", "embed_notes_per_s_batch", "embed_notes_per_s_single",
-             "embed_batch_size", "peak_rss_mb", "batch_size", "crop_seconds", "threads")
-QUALITY_KEYS = ("EER", "minDCF", "family_micro_f1", "family_macro_f1", "n_notes", "n_target_trials",
-                "n_nontarget_trials", "wall_seconds")
+COST_KEYS = (
+    "parameters",
+    "train_examples_per_s",
+    "embed_notes_per_s_batch",
+    "embed_notes_per_s_single",
+    "embed_batch_size",
+    "peak_rss_mb",
+    "batch_size",
+    "crop_seconds",
+    "threads",
+)
+QUALITY_KEYS = (
+    "EER",
+    "minDCF",
+    "family_micro_f1",
+    "family_macro_f1",
+    "n_notes",
+    "n_target_trials",
+    "n_nontarget_trials",
+    "wall_seconds",
+)
 
 
 def make_row(system, scenario, record, cost, folder):
@@ -395,33 +448,48 @@ def _fmt(value, spec, missing="-"):
 
 def markdown(report):
     m = report["machine"]
-    lines = [f"# Benchmark: {', '.join(report['systems'])}", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m.get('torch_threads')} threads), "
-             f"speechbrain {m.get('speechbrain', '?')}, Python {m.get('python', '?')}; load average at start "
-             f"{m.get('load_average_at_start')}, at end {m.get('load_average_at_end')}. {report['date']}.", "",
-             "Budget, the same for every system: `" + " ".join(report["common_overrides"]) + "`"
-             + (" + `" + " ".join(report["extra_overrides"]) + "`" if report["extra_overrides"] else "")
-             + " (seed: each YAML's own).", ""]
+    lines = [
+        f"# Benchmark: {', '.join(report['systems'])}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m.get('torch_threads')} threads), "
+        f"speechbrain {m.get('speechbrain', '?')}, Python {m.get('python', '?')}; load average at start "
+        f"{m.get('load_average_at_start')}, at end {m.get('load_average_at_end')}. {report['date']}.",
+        "",
+        "Budget, the same for every system: `"
+        + " ".join(report["common_overrides"])
+        + "`"
+        + (" + `" + " ".join(report["extra_overrides"]) + "`" if report["extra_overrides"] else "")
+        + " (seed: each YAML's own).",
+        "",
+    ]
     for scenario in report["scenarios"]:
         lines.append(f"- `{scenario}`: {report['scenario_notes'][scenario]}")
-    lines += ["", "| system | scenario | EER (%) | minDCF | family micro-F1 | family macro-F1 | test notes "
-              "| params | train ex/s | embed notes/s (batch / single) | peak RSS | train + test wall |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| system | scenario | EER (%) | minDCF | family micro-F1 | family macro-F1 | test notes "
+        "| params | train ex/s | embed notes/s (batch / single) | peak RSS | train + test wall |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in report["rows"]:
         if r["status"] != "ok":
             lines.append(f"| {r['system']} | {r['scenario']} | {r['status']} | | | | | | | | | |")
             continue
         params = _fmt(r["parameters"] and r["parameters"] / 1e6, ".2f")
-        embed = (f"{_fmt(r['embed_notes_per_s_batch'], '.1f')} / {_fmt(r['embed_notes_per_s_single'], '.1f')}")
+        embed = f"{_fmt(r['embed_notes_per_s_batch'], '.1f')} / {_fmt(r['embed_notes_per_s_single'], '.1f')}"
         wall = "-" if r["train_wall_seconds"] is None else f"{r['train_wall_seconds']:.0f} s"
         lines.append(
             f"| {r['system']} | {r['scenario']} | {r['EER']:.2f} | {r['minDCF']:.3f} | {r['family_micro_f1']:.3f} "
             f"| {r['family_macro_f1']:.3f} | {r['n_notes']} | {params} M | {_fmt(r['train_examples_per_s'], '.1f')} "
-            f"| {embed} | {_fmt(r['peak_rss_mb'], '.0f')} MB | {wall} |")
-    lines += ["", "Costs are per system (the same in every scenario): parameters of the trained modules "
-              "(front end, encoder, heads); training examples/s and embedding notes/s (4 s notes) from "
-              "`profile_systems.py`'s step worker on random inputs; peak RSS of that process.", "",
-              "Per-system sizes:"]
+            f"| {embed} | {_fmt(r['peak_rss_mb'], '.0f')} MB | {wall} |"
+        )
+    lines += [
+        "",
+        "Costs are per system (the same in every scenario): parameters of the trained modules "
+        "(front end, encoder, heads); training examples/s and embedding notes/s (4 s notes) from "
+        "`profile_systems.py`'s step worker on random inputs; peak RSS of that process.",
+        "",
+        "Per-system sizes:",
+    ]
     for system in report["systems"]:
         lines.append(f"- {system}: `" + " ".join(report["system_overrides"].get(system, [])) + "`")
     return "\n".join(lines) + "\n"
@@ -440,8 +508,10 @@ def plot(report, path):
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(systems) + 4), 4.5))
     width = 0.8 / max(1, len(scenarios))
     x = np.arange(len(systems))
-    for ax, key, label in ((axes[0], "EER", "EER (%), lower is better"),
-                           (axes[1], "family_micro_f1", "family micro-F1, higher is better")):
+    for ax, key, label in (
+        (axes[0], "EER", "EER (%), lower is better"),
+        (axes[1], "family_micro_f1", "family micro-F1, higher is better"),
+    ):
         for k, scenario in enumerate(scenarios):
             heights = [value[(s, scenario)][key] if (s, scenario) in value else np.nan for s in systems]
             ax.bar(x + (k - (len(scenarios) - 1) / 2) * width, heights, width, label=scenario)
@@ -470,6 +540,7 @@ def write_report(report, output):
 
 # --------------------------------------------------------------------------- driver
 
+
 def split_list(text, allowed=None, what="value"):
     items = [t.strip() for t in text.split(",") if t.strip()]
     if allowed is not None:
@@ -481,10 +552,12 @@ def split_list(text, allowed=None, what="value"):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--systems", default=None,
-                        help="comma list of hparams/<system>.yaml names (default: every system of the config)")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        type=lambda t: split_list(t, SCENARIOS, "scenario"))
+    parser.add_argument(
+        "--systems",
+        default=None,
+        help="comma list of hparams/<system>.yaml names (default: every system of the config)",
+    )
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), type=lambda t: split_list(t, SCENARIOS, "scenario"))
     parser.add_argument("--output", default="results/benchmark")
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="rendered corpus of the rendered scenario")
@@ -503,8 +576,10 @@ def main(argv):
     systems = split_list(args.systems) if args.systems else list(config["systems"])
     missing = [s for s in systems if s not in config["systems"]]
     if missing:
-        raise BenchmarkError(f"{args.config} has no size overrides for {missing} (its systems: "
-                             f"{list(config['systems'])}); the YAML defaults are paper-sized")
+        raise BenchmarkError(
+            f"{args.config} has no size overrides for {missing} (its systems: "
+            f"{list(config['systems'])}); the YAML defaults are paper-sized"
+        )
     unknown = [s for s in systems if not os.path.isfile(os.path.join(REPO, "hparams", f"{s}.yaml"))]
     if unknown:
         raise BenchmarkError(f"no hparams/<system>.yaml for {unknown}")
@@ -516,28 +591,36 @@ def main(argv):
     overrides = {s: merge_overrides(config["common"], config["systems"][s], extra) for s in systems}
     run_opts, common_values = override_values(merge_overrides(config["common"], extra))
     device = run_opts.get("device", "cpu")
-    protocol = {k: int(common_values[k]) if k in common_values else
-                DEFAULT_PROTOCOL[k] for k in PROTOCOL_KEYS}
+    protocol = {k: int(common_values[k]) if k in common_values else DEFAULT_PROTOCOL[k] for k in PROTOCOL_KEYS}
 
     corpus = os.path.abspath(args.corpus)
     if not os.path.isfile(os.path.join(corpus, "nsynth-train", "examples.json")):
         if corpus != os.path.abspath(DEFAULT_CORPUS):
             raise BenchmarkError(f"{corpus} is not an NSynth-format corpus (no nsynth-train/examples.json)")
-        from timbre_lobes.render import ensure_default_corpus
+        from timbre_lobes.render.corpus import ensure_default_corpus
 
         ensure_default_corpus(corpus)
     notes = {
         "rendered": f"trained on `{corpus}` (train/valid), tested on its test instruments",
         "leave_one_source_out": f"test = every instrument of {leave_out}; train/valid = the other SoundFonts "
-                                f"of `{corpus}` (same audio, re-assigned splits)",
+        f"of `{corpus}` (same audio, re-assigned splits)",
         "nsynth_real": f"the `rendered` model on real NSynth notes, `{os.path.abspath(args.nsynth_real)}` "
-                       "(trials: " + ", ".join(f"{k}={v}" for k, v in protocol.items()) + ")",
+        "(trials: " + ", ".join(f"{k}={v}" for k, v in protocol.items()) + ")",
     }
-    report = {"systems": systems, "scenarios": scenarios, "config": os.path.abspath(args.config),
-              "common_overrides": config["common"], "system_overrides": {s: config["systems"][s] for s in systems},
-              "extra_overrides": extra, "scenario_notes": {s: notes[s] for s in scenarios},
-              "machine": profile_systems.machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "rows": [], "costs": {}, "failures": []}
+    report = {
+        "systems": systems,
+        "scenarios": scenarios,
+        "config": os.path.abspath(args.config),
+        "common_overrides": config["common"],
+        "system_overrides": {s: config["systems"][s] for s in systems},
+        "extra_overrides": extra,
+        "scenario_notes": {s: notes[s] for s in scenarios},
+        "machine": profile_systems.machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "rows": [],
+        "costs": {},
+        "failures": [],
+    }
     results = {}  # (system, scenario) -> record or None
 
     def record_failure(system, scenario, err):
@@ -555,8 +638,9 @@ def main(argv):
             raise BenchmarkError(f"cannot build the leave_one_source_out corpus: {err}") from None
         report["leave_one_source_out_corpus"] = dict(summary, folder=folder)
         data_folders["leave_one_source_out"] = folder
-        sizes = ", ".join(f"{s} {v['instruments']} instruments / {v['notes']} notes"
-                          for s, v in summary["splits"].items())
+        sizes = ", ".join(
+            f"{s} {v['instruments']} instruments / {v['notes']} notes" for s, v in summary["splits"].items()
+        )
         progress(f"leave_one_source_out: {sizes}")
         report["scenario_notes"]["leave_one_source_out"] += f" ({sizes})"
 
@@ -568,8 +652,12 @@ def main(argv):
             folder = os.path.join(output, scenario, system)
             try:
                 results[(system, scenario)] = train_system(
-                    system, data_folders[scenario], folder, overrides[system],
-                    lambda m, sc=scenario: progress(f"{sc}/{m}"))
+                    system,
+                    data_folders[scenario],
+                    folder,
+                    overrides[system],
+                    lambda m, sc=scenario: progress(f"{sc}/{m}"),
+                )
             except BenchmarkError:
                 raise
             except (RuntimeError, OSError) as err:
@@ -584,8 +672,14 @@ def main(argv):
                 continue
             try:
                 results[(system, "nsynth_real")] = evaluate_real(
-                    system, model, args.nsynth_real, os.path.join(output, "nsynth_real", system), protocol,
-                    device, lambda m: progress(f"nsynth_real/{m}"))
+                    system,
+                    model,
+                    args.nsynth_real,
+                    os.path.join(output, "nsynth_real", system),
+                    protocol,
+                    device,
+                    lambda m: progress(f"nsynth_real/{m}"),
+                )
             except (RuntimeError, ValueError, OSError) as err:
                 record_failure(system, "nsynth_real", err)
             update_report(report, results, systems, scenarios, output)
@@ -593,9 +687,14 @@ def main(argv):
     n_instruments = count_instruments(corpus)
     for system in systems:
         try:
-            report["costs"][system] = profile_system(system, overrides[system], n_instruments, config["profile"],
-                                                     os.path.join(output, "profile"),
-                                                     lambda m: progress(f"costs/{m}"))
+            report["costs"][system] = profile_system(
+                system,
+                overrides[system],
+                n_instruments,
+                config["profile"],
+                os.path.join(output, "profile"),
+                lambda m: progress(f"costs/{m}"),
+            )
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
             record_failure(system, "costs", err)
         update_report(report, results, systems, scenarios, output)
@@ -629,4 +728,4 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     except BenchmarkError as err:
-        raise SystemExit(f"benchmark.py: {err}")
+        raise SystemExit(f"benchmark.py: {err}") from None

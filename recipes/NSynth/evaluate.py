@@ -11,16 +11,16 @@ corpus's ``nsynth-test``); a corpus root holding ``nsynth-test/`` is read as its
 test split.
 
 Every usable note is embedded whole, as ``train.py`` evaluates its test split
-(no silence trimming, no crop), by :class:`timbre_lobes.inference.TimbreEncoder`
+(no silence trimming, no crop), by :class:`timbre_lobes.serving.inference.TimbreEncoder`
 in batches, and classified by the model's family head. The verification trials
-are drawn with :func:`timbre_lobes.verification.make_trials` (fixed seed, the
+are drawn with :func:`timbre_lobes.scoring.verification.make_trials` (fixed seed, the
 same protocol sizes as the recipe's YAMLs) and written beside the results, so
 another model evaluated on the same folder with the same seed meets the same
 trials. The output folder gets:
 
 * ``enrolments.txt``, ``trials.txt``: the trial list;
 * ``results.json``: EER (%), minDCF, family micro/macro-F1, confusion matrix,
-  counts, the model and the machine (:func:`timbre_lobes.evaluation.results_record`);
+  counts, the model and the machine (:func:`timbre_lobes.scoring.evaluation.results_record`);
 * ``family_confusion.png``;
 * ``skipped.txt``: notes left out (unreadable, wrong rate, silent) and why.
 
@@ -37,17 +37,22 @@ import time
 import numpy as np
 import torch
 
-from timbre_lobes import evaluation
 from timbre_lobes.atomic import write_json
-from timbre_lobes.nsynth_labels import FAMILIES, SAMPLE_RATE
-from timbre_lobes.verification import make_trials, write_trials
+from timbre_lobes.data.nsynth_labels import FAMILIES, SAMPLE_RATE
+from timbre_lobes.scoring import evaluation
+from timbre_lobes.scoring.verification import make_trials, write_trials
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nsynth_prepare import DataFolderError, read_nsynth_folder, write_report  # noqa: E402
 
 #: The recipe YAMLs' verification protocol (``enrol_notes`` ... ``trial_seed``).
-DEFAULT_PROTOCOL = {"enrol_notes": 5, "enrolments_per_instrument": 20, "targets_per_note": 20,
-                    "nontargets_per_note": 20, "trial_seed": 1234}
+DEFAULT_PROTOCOL = {
+    "enrol_notes": 5,
+    "enrolments_per_instrument": 20,
+    "targets_per_note": 20,
+    "nontargets_per_note": 20,
+    "trial_seed": 1234,
+}
 
 
 def resolve_note_folder(data_folder):
@@ -70,21 +75,31 @@ def resolve_note_folder(data_folder):
     )
 
 
-def evaluate_model(model_folder, nsynth_folder, output_folder=None, enrol_notes=5, enrolments_per_instrument=20,
-                   targets_per_note=20, nontargets_per_note=20, trial_seed=1234, batch_size=32, device="cpu",
-                   verbose=True):
+def evaluate_model(
+    model_folder,
+    nsynth_folder,
+    output_folder=None,
+    enrol_notes=5,
+    enrolments_per_instrument=20,
+    targets_per_note=20,
+    nontargets_per_note=20,
+    trial_seed=1234,
+    batch_size=32,
+    device="cpu",
+    verbose=True,
+):
     """Scores an exported model on an NSynth-format folder and writes the result files.
 
     Arguments
     ---------
     model_folder : str
-        An export of ``train.py`` (``timbre_lobes.export``).
+        An export of ``train.py`` (``timbre_lobes.serving.export``).
     nsynth_folder : str
         ``examples.json`` + ``audio/`` (or a corpus root, whose ``nsynth-test`` is used).
     output_folder : str, optional
         Where the files go; default ``evaluate-<folder name>`` beside ``model_folder``.
     enrol_notes, enrolments_per_instrument, targets_per_note, nontargets_per_note, trial_seed : int
-        Verification protocol, see :func:`timbre_lobes.verification.make_trials`.
+        Verification protocol, see :func:`timbre_lobes.scoring.verification.make_trials`.
     batch_size : int
         Notes embedded at once.
     device : str
@@ -109,7 +124,7 @@ def evaluate_model(model_folder, nsynth_folder, output_folder=None, enrol_notes=
     if not rows:
         raise DataFolderError(f"no usable notes in {note_folder}")
 
-    from timbre_lobes.inference import TimbreEncoder
+    from timbre_lobes.serving.inference import TimbreEncoder
 
     model = TimbreEncoder.from_hparams(source=model_folder, run_opts={"device": device})
     # Whole notes, as train.py's evaluation reads them: no leading-silence trim, no crop.
@@ -145,10 +160,12 @@ def evaluate_model(model_folder, nsynth_folder, output_folder=None, enrol_notes=
     embed_seconds = time.time() - embed_start
     instruments = {row["ID"]: row["instrument"] for row in rows if row["ID"] in collector.embeddings}
 
-    enrolments, trials = make_trials(instruments, enrol_notes, enrolments_per_instrument, targets_per_note,
-                                     nontargets_per_note, trial_seed)
-    write_trials(enrolments, trials, os.path.join(output_folder, "enrolments.txt"),
-                 os.path.join(output_folder, "trials.txt"))
+    enrolments, trials = make_trials(
+        instruments, enrol_notes, enrolments_per_instrument, targets_per_note, nontargets_per_note, trial_seed
+    )
+    write_trials(
+        enrolments, trials, os.path.join(output_folder, "enrolments.txt"), os.path.join(output_folder, "trials.txt")
+    )
     stats = evaluation.evaluate_collected(collector, enrolments, trials)
     write_report(problems, os.path.join(output_folder, "skipped.txt"))
 
@@ -165,17 +182,26 @@ def evaluate_model(model_folder, nsynth_folder, output_folder=None, enrol_notes=
         n_instruments=len(set(instruments.values())),
         n_skipped=len(problems),
         embed_notes_per_s=round(len(collector.embeddings) / max(embed_seconds, 1e-9), 2),
-        protocol={"enrol_notes": enrol_notes, "enrolments_per_instrument": enrolments_per_instrument,
-                  "targets_per_note": targets_per_note, "nontargets_per_note": nontargets_per_note,
-                  "trial_seed": trial_seed},
+        protocol={
+            "enrol_notes": enrol_notes,
+            "enrolments_per_instrument": enrolments_per_instrument,
+            "targets_per_note": targets_per_note,
+            "nontargets_per_note": nontargets_per_note,
+            "trial_seed": trial_seed,
+        },
     )
     write_json(os.path.join(output_folder, "results.json"), record)
-    evaluation.plot_confusion(record["family_confusion"], os.path.join(output_folder, "family_confusion.png"),
-                              title=f"{record['system']}: family identification ({name})")
+    evaluation.plot_confusion(
+        record["family_confusion"],
+        os.path.join(output_folder, "family_confusion.png"),
+        title=f"{record['system']}: family identification ({name})",
+    )
     if verbose:
-        print(f"{record['system']} on {note_folder}: {stats['n_notes']} notes of {record['n_instruments']} "
-              f"instruments, {stats['n_target_trials']} target + {stats['n_nontarget_trials']} non-target "
-              f"trials, {len(problems)} notes skipped")
+        print(
+            f"{record['system']} on {note_folder}: {stats['n_notes']} notes of {record['n_instruments']} "
+            f"instruments, {stats['n_target_trials']} target + {stats['n_nontarget_trials']} non-target "
+            f"trials, {len(problems)} notes skipped"
+        )
         print(evaluation.format_results_table([record]))
         print(f"Wrote {os.path.join(output_folder, 'results.json')}")
     return record
@@ -199,11 +225,17 @@ def positive_int(text):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", "--source", dest="model", required=True,
-                        help="exported model folder (train.py's <output_folder>/model)")
+    parser.add_argument(
+        "--model",
+        "--source",
+        dest="model",
+        required=True,
+        help="exported model folder (train.py's <output_folder>/model)",
+    )
     parser.add_argument("--data_folder", required=True, help="NSynth-format folder: examples.json + audio/")
-    parser.add_argument("--output", default=None,
-                        help="output folder (default: evaluate-<data folder name> beside the model)")
+    parser.add_argument(
+        "--output", default=None, help="output folder (default: evaluate-<data folder name> beside the model)"
+    )
     parser.add_argument("--trial_seed", type=int, default=DEFAULT_PROTOCOL["trial_seed"])
     for key in ("enrol_notes", "enrolments_per_instrument", "targets_per_note", "nontargets_per_note"):
         parser.add_argument(f"--{key}", type=positive_int, default=DEFAULT_PROTOCOL[key])
@@ -214,10 +246,18 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
-    return evaluate_model(args.model, args.data_folder, args.output, enrol_notes=args.enrol_notes,
-                          enrolments_per_instrument=args.enrolments_per_instrument,
-                          targets_per_note=args.targets_per_note, nontargets_per_note=args.nontargets_per_note,
-                          trial_seed=args.trial_seed, batch_size=args.batch_size, device=args.device)
+    return evaluate_model(
+        args.model,
+        args.data_folder,
+        args.output,
+        enrol_notes=args.enrol_notes,
+        enrolments_per_instrument=args.enrolments_per_instrument,
+        targets_per_note=args.targets_per_note,
+        nontargets_per_note=args.nontargets_per_note,
+        trial_seed=args.trial_seed,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
 
 
 if __name__ == "__main__":

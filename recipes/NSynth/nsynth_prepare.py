@@ -14,7 +14,7 @@ and writes into ``save_folder``:
   family, family_id, source, source_id, pitch, velocity, qualities`` with wav
   paths as ``$data_root/...`` (resolved by the training script);
 * ``valid_enrolments.txt``/``valid_trials.txt`` and the same for test: the
-  verification protocol of :mod:`timbre_lobes.verification`;
+  verification protocol of :mod:`timbre_lobes.scoring.verification`;
 * ``prepare_report.txt``: every note that was skipped and why.
 
 Like SpeechBrain's prep scripts it is idempotent: it does nothing when every
@@ -32,9 +32,9 @@ import soundfile as sf
 from tqdm import tqdm
 
 from timbre_lobes.atomic import atomic_open, write_json
-from timbre_lobes.audio import audio_problem
-from timbre_lobes.nsynth_labels import FAMILIES, SAMPLE_RATE, SOURCES, SPLITS
-from timbre_lobes.verification import make_trials, write_trials
+from timbre_lobes.data.audio import audio_problem
+from timbre_lobes.data.nsynth_labels import FAMILIES, SAMPLE_RATE, SOURCES, SPLITS
+from timbre_lobes.scoring.verification import make_trials, write_trials
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def prepare_nsynth(
     sample_rate : int
         Sample rate every wav must have.
     enrol_notes, enrolments_per_instrument, targets_per_note, nontargets_per_note, trial_seed
-        Verification protocol, see :func:`timbre_lobes.verification.make_trials`.
+        Verification protocol, see :func:`timbre_lobes.scoring.verification.make_trials`.
 
     Returns
     -------
@@ -183,8 +183,9 @@ def read_nsynth_folder(folder, data_root, sample_rate=SAMPLE_RATE, problems=None
     meta_path = os.path.join(folder, "examples.json")
     examples = _load_examples(meta_path, problems)
     rows = []
-    for note_id, meta in tqdm(examples, desc=f"checking {os.path.basename(folder)}", unit="note",
-                              disable=not sys.stderr.isatty()):
+    for note_id, meta in tqdm(
+        examples, desc=f"checking {os.path.basename(folder)}", unit="note", disable=not sys.stderr.isatty()
+    ):
         wav = os.path.join(folder, "audio", f"{note_id}.wav")
         if note_id in seen_ids:
             problems.append((note_id, wav, "duplicate note id"))
@@ -212,8 +213,12 @@ def read_nsynth_folder(folder, data_root, sample_rate=SAMPLE_RATE, problems=None
         )
     skipped = len(problems) - n_before
     if skipped:
-        logger.warning("%s: skipped %d of %d notes (missing, unreadable, wrong rate or duplicate); "
-                       "see the preparation report", folder, skipped, len(examples))
+        logger.warning(
+            "%s: skipped %d of %d notes (missing, unreadable, wrong rate or duplicate); see the preparation report",
+            folder,
+            skipped,
+            len(examples),
+        )
     return rows
 
 
@@ -269,7 +274,9 @@ def _metadata_problem(meta):
 def _check_layout(data_folder, split_folders):
     """Raises :class:`DataFolderError` naming what is missing and what is expected."""
     if not os.path.isdir(data_folder):
-        raise DataFolderError(f"data folder {data_folder!r} does not exist.\n" + EXPECTED_LAYOUT.format(folder=data_folder))
+        raise DataFolderError(
+            f"data folder {data_folder!r} does not exist.\n" + EXPECTED_LAYOUT.format(folder=data_folder)
+        )
     missing = [f for f in split_folders.values() if not os.path.isfile(os.path.join(f, "examples.json"))]
     if missing:
         raise DataFolderError(

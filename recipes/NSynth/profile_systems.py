@@ -58,8 +58,17 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 DEFAULT_SYSTEMS = ["hparams/melspec.yaml", "hparams/transMel.yaml", "hparams/transMIDI.yaml"]
-COMPONENTS = ["augmentation", "front end", "normalisation", "encoder trunk", "LDE pooling",
-              "embedding layer", "heads + loss", "optimizer step", "other"]
+COMPONENTS = [
+    "augmentation",
+    "front end",
+    "normalisation",
+    "encoder trunk",
+    "LDE pooling",
+    "embedding layer",
+    "heads + loss",
+    "optimizer step",
+    "other",
+]
 NOTE_SECONDS = 4.0
 # Official NSynth release (Engel et al. 2017): notes per split; 4 s, 16 kHz, 16-bit wav.
 NSYNTH_NOTES = {"train": 289205, "valid": 12678, "test": 4096}
@@ -67,6 +76,7 @@ NSYNTH_WAV_BYTES = 128044
 
 
 # --------------------------------------------------------------------------- workers
+
 
 def load_hparams(yaml_path, overrides):
     from hyperpyyaml import load_hyperpyyaml
@@ -81,8 +91,9 @@ def build_brain(hparams, n_instruments, run_opts):
 
     head = hparams["instrument_head"](out_neurons=n_instruments)
     modules = dict(hparams["modules"], instrument_head=head)
-    brain = train.TimbreBrain(modules=modules, opt_class=hparams["opt_class"], hparams=hparams,
-                              run_opts=dict(run_opts), checkpointer=None)
+    brain = train.TimbreBrain(
+        modules=modules, opt_class=hparams["opt_class"], hparams=hparams, run_opts=dict(run_opts), checkpointer=None
+    )
     brain.on_fit_start()  # creates the optimizer
     brain.modules.train()
     return brain
@@ -95,12 +106,14 @@ def random_batch(hparams, batch_size, seconds, n_instruments, generator):
     samples = int(seconds * hparams["sample_rate"])
     items = []
     for i in range(batch_size):
-        items.append({
-            "id": f"note{i}",
-            "sig": 0.1 * torch.randn(samples, generator=generator),
-            "instrument_encoded": torch.randint(n_instruments, (1,), generator=generator),
-            "family_label": torch.randint(hparams["n_families"], (1,), generator=generator),
-        })
+        items.append(
+            {
+                "id": f"note{i}",
+                "sig": 0.1 * torch.randn(samples, generator=generator),
+                "instrument_encoded": torch.randint(n_instruments, (1,), generator=generator),
+                "family_label": torch.randint(hparams["n_families"], (1,), generator=generator),
+            }
+        )
     return PaddedBatch(items)
 
 
@@ -119,15 +132,22 @@ class StepTimer:
         encoder = modules["embedding_model"]
         self.chain = [("front end", modules["compute_features"]), ("normalisation", modules["mean_var_norm"])]
         if all(hasattr(encoder, name) for name in ("trunk", "pooling", "embedding")):
-            self.chain += [("encoder trunk", encoder.trunk), ("LDE pooling", encoder.pooling),
-                           ("embedding layer", encoder.embedding)]
+            self.chain += [
+                ("encoder trunk", encoder.trunk),
+                ("LDE pooling", encoder.pooling),
+                ("embedding layer", encoder.embedding),
+            ]
         else:  # another encoder: timed as a whole
             self.chain.append(("encoder trunk", encoder))
         self.forward_only = []
         if brain.hparams.wav_augment is not None:
             self.forward_only.append(("augmentation", brain.hparams.wav_augment))
-        self.loss_modules = [modules["family_head"], modules["instrument_head"],
-                             brain.hparams.instrument_loss, brain.hparams.family_loss]
+        self.loss_modules = [
+            modules["family_head"],
+            modules["instrument_head"],
+            brain.hparams.instrument_loss,
+            brain.hparams.family_loss,
+        ]
         self.handles = []
         for name, module in self.chain + self.forward_only:
             self._hook(name, module, chained=(name, module) in self.chain)
@@ -217,8 +237,11 @@ def time_training(brain, hparams, batches, warmup):
     for c in COMPONENTS:
         fwd = sum(p[c][0] for p in parts)
         bwd = sum(p[c][1] for p in parts)
-        shares[c] = {"forward": 100 * fwd / mean_total, "backward": 100 * bwd / mean_total,
-                     "total": 100 * (fwd + bwd) / mean_total}
+        shares[c] = {
+            "forward": 100 * fwd / mean_total,
+            "backward": 100 * bwd / mean_total,
+            "total": 100 * (fwd + bwd) / mean_total,
+        }
     return step, shares
 
 
@@ -261,25 +284,32 @@ def worker_train(spec):
     brain = build_brain(hparams, n_instruments, spec["run_opts"])
     batch_size = hparams["batch_size"]
     crop = hparams["crop_seconds"]
-    batches = [random_batch(hparams, batch_size, crop, n_instruments, generator)
-               for _ in range(spec["warmup"] + spec["steps"])]
+    batches = [
+        random_batch(hparams, batch_size, crop, n_instruments, generator) for _ in range(spec["warmup"] + spec["steps"])
+    ]
     step, shares = time_training(brain, hparams, batches, spec["warmup"])
     del batches
     result = {
-        "system": hparams["system"], "yaml": spec["yaml"], "label": spec["label"],
-        "batch_size": batch_size, "crop_seconds": crop,
+        "system": hparams["system"],
+        "yaml": spec["yaml"],
+        "label": spec["label"],
+        "batch_size": batch_size,
+        "crop_seconds": crop,
         "transform_output": hparams.get("transform_output"),
         "parameters": sum(p.numel() for p in brain.modules.parameters()),
-        "step_seconds": step, "train_examples_per_s": batch_size / step, "shares": shares,
-        "n_instruments": n_instruments, "threads": torch.get_num_threads(),
+        "step_seconds": step,
+        "train_examples_per_s": batch_size / step,
+        "shares": shares,
+        "n_instruments": n_instruments,
+        "threads": torch.get_num_threads(),
     }
     if spec.get("embed", True):
         eval_batch = hparams["eval_batch_size"]
         result["embed_batch_size"] = eval_batch
-        result["embed_notes_per_s_batch"] = time_embedding(
-            brain, hparams, eval_batch, spec["embed_repeats"], generator)
+        result["embed_notes_per_s_batch"] = time_embedding(brain, hparams, eval_batch, spec["embed_repeats"], generator)
         result["embed_notes_per_s_single"] = time_embedding(
-            brain, hparams, 1, max(4, spec["embed_repeats"] * 4), generator)
+            brain, hparams, 1, max(4, spec["embed_repeats"] * 4), generator
+        )
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
@@ -288,17 +318,22 @@ def worker_loader(spec):
     """Share of training-loop time spent waiting on a real DataLoader over a corpus on disk."""
     import speechbrain as sb
     import torch
-
     import train
     from nsynth_prepare import prepare_nsynth
 
     torch.manual_seed(0)
     hparams = load_hparams(spec["yaml"], spec["overrides"])
     hparams["save_folder"] = spec["save_folder"]
-    prepare_nsynth(data_folder=spec["corpus"], save_folder=spec["save_folder"],
-                   sample_rate=hparams["sample_rate"], enrol_notes=hparams["enrol_notes"],
-                   enrolments_per_instrument=2, targets_per_note=2, nontargets_per_note=2,
-                   trial_seed=hparams["trial_seed"])
+    prepare_nsynth(
+        data_folder=spec["corpus"],
+        save_folder=spec["save_folder"],
+        sample_rate=hparams["sample_rate"],
+        enrol_notes=hparams["enrol_notes"],
+        enrolments_per_instrument=2,
+        targets_per_note=2,
+        nontargets_per_note=2,
+        trial_seed=hparams["trial_seed"],
+    )
     datasets, encoder = train.dataio_prep(hparams, spec["corpus"])
     brain = build_brain(hparams, len(encoder), spec["run_opts"])
     loader = sb.dataio.dataloader.make_dataloader(datasets["train"], **hparams["train_dataloader_opts"])
@@ -319,8 +354,10 @@ def worker_loader(spec):
     wait, work = sum(waits[1:]), sum(steps[1:])
     return {
         "num_workers": hparams["train_dataloader_opts"].get("num_workers", 0),
-        "batch_size": hparams["batch_size"], "crop_seconds": hparams["crop_seconds"],
-        "batches": len(waits), "first_batch_wait_seconds": first_wait,
+        "batch_size": hparams["batch_size"],
+        "crop_seconds": hparams["crop_seconds"],
+        "batches": len(waits),
+        "first_batch_wait_seconds": first_wait,
         "wait_share": 100 * wait / (wait + work) if wait + work > 0 else None,
         "mean_wait_seconds": wait / max(1, len(waits) - 1),
         "mean_step_seconds": work / max(1, len(steps) - 1),
@@ -348,14 +385,21 @@ def worker_manifest(spec):
     watcher = PeakTreeMemory(interval=0.5)
     time.sleep(1.0)
     at_start = tree_pss_kb(os.getpid()) / 1024
-    loader = sb.dataio.dataloader.make_dataloader(dataset, batch_size=spec["batch_size"],
-                                                  num_workers=spec["num_workers"])
+    loader = sb.dataio.dataloader.make_dataloader(
+        dataset, batch_size=spec["batch_size"], num_workers=spec["num_workers"]
+    )
     start = time.perf_counter()
     for _ in loader:
         pass
-    return {"rows": len(dataset), "num_workers": spec["num_workers"], "manifest_mb": manifest_mb,
-            "bytes_per_note": manifest_mb * 2**20 / len(dataset), "tree_pss_before_loader_mb": at_start,
-            "tree_pss_peak_during_pass_mb": watcher.peak_mb, "pass_seconds": time.perf_counter() - start}
+    return {
+        "rows": len(dataset),
+        "num_workers": spec["num_workers"],
+        "manifest_mb": manifest_mb,
+        "bytes_per_note": manifest_mb * 2**20 / len(dataset),
+        "tree_pss_before_loader_mb": at_start,
+        "tree_pss_peak_during_pass_mb": watcher.peak_mb,
+        "pass_seconds": time.perf_counter() - start,
+    }
 
 
 def full_size_manifest(small_csv, path, rows):
@@ -376,13 +420,14 @@ def full_size_manifest(small_csv, path, rows):
 
 # --------------------------------------------------------------------------- driver
 
+
 def run_worker(task, spec, timeout):
     """Runs a worker in a fresh process; returns its JSON result."""
     cmd = [sys.executable, os.path.abspath(__file__), "--_worker", task, json.dumps(spec)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise RuntimeError(f"{task} worker failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
 
 
@@ -453,13 +498,22 @@ def train_py_peak_memory(yaml_path, cli_overrides, corpus, out, timeout):
     shares with the main process since the fork; ``tree_pss_mb``: the peak of the whole
     process tree's proportional set size (shared pages counted once), sampled every 0.25 s.
     """
-    cmd = [sys.executable, "-c", MEMORY_WRAPPER.format(here=HERE), os.path.join(HERE, "train.py"), yaml_path,
-           f"--data_folder={corpus}", f"--output_folder={out}", "--number_of_epochs=1", *cli_overrides]
+    cmd = [
+        sys.executable,
+        "-c",
+        MEMORY_WRAPPER.format(here=HERE),
+        os.path.join(HERE, "train.py"),
+        yaml_path,
+        f"--data_folder={corpus}",
+        f"--output_folder={out}",
+        "--number_of_epochs=1",
+        *cli_overrides,
+    ]
     start = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT "):])
+            result = json.loads(line[len("RESULT ") :])
             result["wall_seconds"] = time.time() - start
             return result
     raise RuntimeError(f"train.py failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
@@ -484,11 +538,16 @@ def make_corpus(root, instruments):
 def machine():
     import torch
 
-    from timbre_lobes.evaluation import machine_description
+    from timbre_lobes.scoring.evaluation import machine_description
 
     desc = machine_description("cpu")
-    desc.update({"torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                 "load_average_at_start": [round(x, 2) for x in os.getloadavg()]})
+    desc.update(
+        {
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        }
+    )
     try:
         import speechbrain
 
@@ -506,15 +565,21 @@ def split_cli(argv):
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per system")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--embed_repeats", type=int, default=3, help="timed embedding batches")
-    parser.add_argument("--n_instruments", type=int, default=953,
-                        help="instrument head size for random batches (NSynth train: 953)")
-    parser.add_argument("--paper_batch_size", type=int, default=8,
-                        help="batch size of the paper-size transform check (0: skip it)")
+    parser.add_argument(
+        "--n_instruments", type=int, default=953, help="instrument head size for random batches (NSynth train: 953)"
+    )
+    parser.add_argument(
+        "--paper_batch_size", type=int, default=8, help="batch size of the paper-size transform check (0: skip it)"
+    )
     parser.add_argument("--paper_steps", type=int, default=3)
     parser.add_argument("--transform_yaml", default="hparams/transMel.yaml")
     parser.add_argument("--skip", default="", help="comma list of: transform, loader, memory")
-    parser.add_argument("--memory_steps", type=int, default=4,
-                        help="training steps of each memory run (the small corpus has 4 batches of 32)")
+    parser.add_argument(
+        "--memory_steps",
+        type=int,
+        default=4,
+        help="training steps of each memory run (the small corpus has 4 batches of 32)",
+    )
     parser.add_argument("--work_folder", default=None, help="corpora and scratch runs (default: a temp dir)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per measurement")
     return parser.parse_known_args(argv)
@@ -543,18 +608,33 @@ def main(argv):
     run_opts, overrides = cli_to_overrides(rest)
     work = args.work_folder or tempfile.mkdtemp(prefix="profile_systems_")
     os.makedirs(work, exist_ok=True)
-    report = {"machine": machine(), "overrides": rest, "steps": args.steps, "warmup": args.warmup,
-              "method": "module forward hooks; backward from gradient-ready tensor hooks; "
-                        "random crops; each measurement in its own process",
-              "systems": [], "transform_layer": [], "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    report = {
+        "machine": machine(),
+        "overrides": rest,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "method": "module forward hooks; backward from gradient-ready tensor hooks; "
+        "random crops; each measurement in its own process",
+        "systems": [],
+        "transform_layer": [],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
     def spec(yaml_path, label, extra=None, base=None, steps=None, warmup=None, embed=True):
         merged = dict(overrides if base is None else base)
         merged.update(extra or {})
         merged["output_folder"] = os.path.join(work, "scratch")  # what the YAML's objects create
-        return {"yaml": yaml_path, "label": label, "overrides": merged, "run_opts": run_opts,
-                "steps": steps or args.steps, "warmup": args.warmup if warmup is None else warmup,
-                "embed": embed, "embed_repeats": args.embed_repeats, "n_instruments": args.n_instruments}
+        return {
+            "yaml": yaml_path,
+            "label": label,
+            "overrides": merged,
+            "run_opts": run_opts,
+            "steps": steps or args.steps,
+            "warmup": args.warmup if warmup is None else warmup,
+            "embed": embed,
+            "embed_repeats": args.embed_repeats,
+            "n_instruments": args.n_instruments,
+        }
 
     for yaml_path in systems:
         print(f"profiling {yaml_path} ...", flush=True)
@@ -567,9 +647,19 @@ def main(argv):
         for label, base, steps, warmup in configs:
             for output in ("signed", "log_energy"):
                 print(f"transform layer, {label} sizes, {output} ...", flush=True)
-                result = run_worker("train", spec(args.transform_yaml, label, {"transform_output": output},
-                                                  base=base, steps=steps, warmup=warmup,
-                                                  embed=label == "paper"), args.timeout)
+                result = run_worker(
+                    "train",
+                    spec(
+                        args.transform_yaml,
+                        label,
+                        {"transform_output": output},
+                        base=base,
+                        steps=steps,
+                        warmup=warmup,
+                        embed=label == "paper",
+                    ),
+                    args.timeout,
+                )
                 report["transform_layer"].append(result)
 
     corpora = {}
@@ -597,8 +687,13 @@ def main(argv):
             result = train_py_peak_memory(args.transform_yaml, cli, corpus, out, args.timeout)
             with open(os.path.join(out, "save", "train.csv")) as handle:
                 n_train = sum(1 for _ in handle) - 1
-            result.update(yaml=args.transform_yaml, corpus=name, audio_mb=corpus_audio_mb(corpus),
-                          train_notes=n_train, training_steps=args.memory_steps)
+            result.update(
+                yaml=args.transform_yaml,
+                corpus=name,
+                audio_mb=corpus_audio_mb(corpus),
+                train_notes=n_train,
+                training_steps=args.memory_steps,
+            )
             report["memory"].append(result)
         # The 5x corpus again, with a training manifest as long as NSynth's (its rows repeated).
         print("peak memory of a short train.py run, full-size training manifest ...", flush=True)
@@ -608,18 +703,25 @@ def main(argv):
         for name in os.listdir(os.path.join(work, "run_5x", "save")):
             if name.endswith((".csv", ".txt")) and name != "instrument_encoder.txt":
                 shutil.copy(os.path.join(work, "run_5x", "save", name), os.path.join(out, "save", name))
-        csv_path = full_size_manifest(os.path.join(work, "run_5x", "save", "train.csv"),
-                                      os.path.join(out, "save", "train.csv"), NSYNTH_NOTES["train"])
-        result = train_py_peak_memory(args.transform_yaml, cli + ["--skip_prep=True"], corpora["5x"], out,
-                                      args.timeout)
-        result.update(yaml=args.transform_yaml, corpus="5x, full-size training manifest",
-                      audio_mb=corpus_audio_mb(corpora["5x"]), train_notes=NSYNTH_NOTES["train"],
-                      training_steps=args.memory_steps)
+        csv_path = full_size_manifest(
+            os.path.join(work, "run_5x", "save", "train.csv"),
+            os.path.join(out, "save", "train.csv"),
+            NSYNTH_NOTES["train"],
+        )
+        result = train_py_peak_memory(args.transform_yaml, cli + ["--skip_prep=True"], corpora["5x"], out, args.timeout)
+        result.update(
+            yaml=args.transform_yaml,
+            corpus="5x, full-size training manifest",
+            audio_mb=corpus_audio_mb(corpora["5x"]),
+            train_notes=NSYNTH_NOTES["train"],
+            training_steps=args.memory_steps,
+        )
         report["memory"].append(result)
         print("memory of a full-size (289,205-note) training manifest ...", flush=True)
         num_workers = overrides.get("num_workers", 4)
-        report["manifest"] = run_worker("manifest", {"csv": csv_path, "batch_size": 256,
-                                                     "num_workers": num_workers}, args.timeout)
+        report["manifest"] = run_worker(
+            "manifest", {"csv": csv_path, "batch_size": 256, "num_workers": num_workers}, args.timeout
+        )
 
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["full_nsynth_extrapolation"] = extrapolate(report)
@@ -638,66 +740,99 @@ def extrapolate(report):
     rows = []
     for result in report["systems"] + [r for r in report["transform_layer"] if r["label"] == "paper"]:
         train_h = NSYNTH_NOTES["train"] / result["train_examples_per_s"] / 3600
-        row = {"system": result["system"], "label": result["label"],
-               "transform_output": result.get("transform_output"),
-               "train_hours_per_epoch": train_h}
+        row = {
+            "system": result["system"],
+            "label": result["label"],
+            "transform_output": result.get("transform_output"),
+            "train_hours_per_epoch": train_h,
+        }
         if "embed_notes_per_s_batch" in result:
             row["valid_hours"] = NSYNTH_NOTES["valid"] / result["embed_notes_per_s_batch"] / 3600
         rows.append(row)
-    return {"notes": NSYNTH_NOTES, "audio_gb": sum(NSYNTH_NOTES.values()) * NSYNTH_WAV_BYTES / 1e9,
-            "per_system": rows}
+    return {"notes": NSYNTH_NOTES, "audio_gb": sum(NSYNTH_NOTES.values()) * NSYNTH_WAV_BYTES / 1e9, "per_system": rows}
 
 
 def markdown(report):
     m = report["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
-             f"torch {m['torch']}, load average at start {m['load_average_at_start']}, "
-             f"at end {m.get('load_average_at_end')}", ""]
-    lines += ["| system | sizes | batch x crop | params | train ex/s | embed notes/s (batch / single) "
-              "| front end | norm | trunk | LDE | emb | heads+loss | optim | augment | other | peak RSS |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
+        f"torch {m['torch']}, load average at start {m['load_average_at_start']}, "
+        f"at end {m.get('load_average_at_end')}",
+        "",
+    ]
+    lines += [
+        "| system | sizes | batch x crop | params | train ex/s | embed notes/s (batch / single) "
+        "| front end | norm | trunk | LDE | emb | heads+loss | optim | augment | other | peak RSS |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in report["systems"] + report["transform_layer"]:
         s = r["shares"]
-        embed = (f"{r['embed_notes_per_s_batch']:.1f} / {r['embed_notes_per_s_single']:.1f}"
-                 if "embed_notes_per_s_batch" in r else "-")
+        embed = (
+            f"{r['embed_notes_per_s_batch']:.1f} / {r['embed_notes_per_s_single']:.1f}"
+            if "embed_notes_per_s_batch" in r
+            else "-"
+        )
         out = f" ({r['transform_output']})" if r.get("transform_output") else ""
         lines.append(
             f"| {r['system']}{out} | {r['label']} | {r['batch_size']} x {r['crop_seconds']:g} s "
             f"| {r['parameters'] / 1e6:.2f} M | {r['train_examples_per_s']:.1f} | {embed} "
-            + " ".join(f"| {s[c]['total']:.1f} %" for c in
-                       ("front end", "normalisation", "encoder trunk", "LDE pooling", "embedding layer",
-                        "heads + loss", "optimizer step", "augmentation", "other"))
-            + f" | {r['peak_rss_mb']:.0f} MB |")
+            + " ".join(
+                f"| {s[c]['total']:.1f} %"
+                for c in (
+                    "front end",
+                    "normalisation",
+                    "encoder trunk",
+                    "LDE pooling",
+                    "embedding layer",
+                    "heads + loss",
+                    "optimizer step",
+                    "augmentation",
+                    "other",
+                )
+            )
+            + f" | {r['peak_rss_mb']:.0f} MB |"
+        )
     lines.append("")
     lines.append("Shares are of a whole training step, forward + backward.")
     for r in report["transform_layer"]:
         share = r["shares"]["front end"]
         verdict = "meets" if share["total"] <= 10 else "EXCEEDS"
-        lines.append(f"- transform layer, {r['label']} sizes, {r['transform_output']}: "
-                     f"{share['total']:.1f} % of a step (forward {share['forward']:.1f} %, backward "
-                     f"{share['backward']:.1f} %): {verdict} the 10 % budget")
+        lines.append(
+            f"- transform layer, {r['label']} sizes, {r['transform_output']}: "
+            f"{share['total']:.1f} % of a step (forward {share['forward']:.1f} %, backward "
+            f"{share['backward']:.1f} %): {verdict} the 10 % budget"
+        )
     if "data_loader" in report:
         d = report["data_loader"]
-        lines.append(f"- data loader ({d['num_workers']} workers, batches of {d['batch_size']} x "
-                     f"{d['crop_seconds']:g} s crops read from 4 s wavs): {d['wait_share']:.1f} % of the "
-                     f"loop spent waiting for a batch (first batch {d['first_batch_wait_seconds']:.2f} s, "
-                     f"excluded)")
+        lines.append(
+            f"- data loader ({d['num_workers']} workers, batches of {d['batch_size']} x "
+            f"{d['crop_seconds']:g} s crops read from 4 s wavs): {d['wait_share']:.1f} % of the "
+            f"loop spent waiting for a batch (first batch {d['first_batch_wait_seconds']:.2f} s, "
+            f"excluded)"
+        )
     for r in report.get("memory", []):
-        lines.append(f"- {r['training_steps']}-step train.py {os.path.basename(r['yaml'])} run, {r['corpus']} corpus ({r['train_notes']} training notes, "
-                     f"{r['audio_mb']:.0f} MB of audio): peak RSS of the training process "
-                     f"{r['main_rss_mb']:.0f} MB; peak PSS of the process tree (with data-loader workers) "
-                     f"{r['tree_pss_mb']:.0f} MB")
+        lines.append(
+            f"- {r['training_steps']}-step train.py {os.path.basename(r['yaml'])} run, {r['corpus']} corpus "
+            f"({r['train_notes']} training notes, "
+            f"{r['audio_mb']:.0f} MB of audio): peak RSS of the training process "
+            f"{r['main_rss_mb']:.0f} MB; peak PSS of the process tree (with data-loader workers) "
+            f"{r['tree_pss_mb']:.0f} MB"
+        )
     if "manifest" in report:
         r = report["manifest"]
-        lines.append(f"- full-size training manifest ({r['rows']} notes): {r['manifest_mb']:.0f} MB in the "
-                     f"main process ({r['bytes_per_note']:.0f} bytes/note); process-tree PSS "
-                     f"{r['tree_pss_before_loader_mb']:.0f} MB before and {r['tree_pss_peak_during_pass_mb']:.0f} "
-                     f"MB at the peak of one pass of {r['num_workers']} data-loader workers over every row")
+        lines.append(
+            f"- full-size training manifest ({r['rows']} notes): {r['manifest_mb']:.0f} MB in the "
+            f"main process ({r['bytes_per_note']:.0f} bytes/note); process-tree PSS "
+            f"{r['tree_pss_before_loader_mb']:.0f} MB before and {r['tree_pss_peak_during_pass_mb']:.0f} "
+            f"MB at the peak of one pass of {r['num_workers']} data-loader workers over every row"
+        )
     for row in report["full_nsynth_extrapolation"]["per_system"]:
         out = f" ({row['transform_output']})" if row.get("transform_output") else ""
         valid = f", validation {row['valid_hours']:.2f} h" if "valid_hours" in row else ""
-        lines.append(f"- extrapolated full-NSynth epoch on this CPU, {row['system']}{out}, {row['label']} sizes: "
-                     f"training {row['train_hours_per_epoch']:.1f} h{valid}")
+        lines.append(
+            f"- extrapolated full-NSynth epoch on this CPU, {row['system']}{out}, {row['label']} sizes: "
+            f"training {row['train_hours_per_epoch']:.1f} h{valid}"
+        )
     return "\n".join(lines)
 
 

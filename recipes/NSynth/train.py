@@ -24,10 +24,11 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.dataio import read_audio
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from timbre_lobes import augment, evaluation
 from timbre_lobes.checkpoints import RunClock
-from timbre_lobes.export import export_model
-from timbre_lobes.verification import read_trials
+from timbre_lobes.data import augment
+from timbre_lobes.scoring import evaluation
+from timbre_lobes.scoring.verification import read_trials
+from timbre_lobes.serving.export import export_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nsynth_prepare import prepare_nsynth  # noqa: E402
@@ -196,7 +197,7 @@ def resolve_data_folder(hparams):
     """The user's data folder, or the default rendered corpus (rendered on first use)."""
     if hparams["data_folder"]:
         return hparams["data_folder"]
-    from timbre_lobes.render import ensure_default_corpus
+    from timbre_lobes.render.corpus import ensure_default_corpus
 
     folder = hparams["default_corpus_folder"]
     print(f"No --data_folder given: using the SoundFont corpus in {folder} (rendering it if needed).")
@@ -269,7 +270,7 @@ def main(argv):
         )
         evaluation.save_results(results, hparams["output_folder"])
         print(evaluation.format_results_table([results]))
-        # The inference model folder (timbre_lobes.inference.TimbreEncoder loads it).
+        # The inference model folder (timbre_lobes.serving.inference.TimbreEncoder loads it).
         export_folder = hparams.get("export_folder") or os.path.join(hparams["output_folder"], "model")
         export_model(hparams, brain, instrument_encoder, results, export_folder, valid_set=datasets["valid"])
         print(f"Exported the model to {export_folder}")

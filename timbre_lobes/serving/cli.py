@@ -5,7 +5,7 @@
     python -m timbre_lobes classify sounds/ [--json]
     python -m timbre_lobes similar query.wav --library sounds/ --top 5
 
-Each subcommand maps onto a method of :class:`timbre_lobes.inference.TimbreEncoder`
+Each subcommand maps onto a method of :class:`timbre_lobes.serving.inference.TimbreEncoder`
 (``embed_files``, ``verify_files``, ``classify_family_files``, nearest neighbours
 of ``embed_files``). ``--model`` defaults to the model ``make demo`` exports.
 Folders are searched recursively for audio files (hidden folders skipped).
@@ -50,7 +50,7 @@ def load_model(args):
         raise FileNotFoundError(f"no trained model at {DEFAULT_MODEL}: run `make demo` or pass --model")
     if not os.path.isfile(os.path.join(folder, "hyperparams.yaml")):
         raise FileNotFoundError(f"no trained model at {folder}: run `make demo` or pass --model")
-    from timbre_lobes.inference import TimbreEncoder  # torch and speechbrain: slow imports
+    from timbre_lobes.serving.inference import TimbreEncoder  # torch and speechbrain: slow imports
 
     run_opts = {"device": args.device} if args.device else {"device": "cpu"}
     model = TimbreEncoder.from_hparams(source=folder, run_opts=run_opts)
@@ -69,17 +69,33 @@ def _positive_int(text):
 
 
 def _add_model_arguments(parser, batch=True):
-    parser.add_argument("--model", "--source", dest="model", default=None, metavar="DIR",
-                        help=f"exported model folder (default: {DEFAULT_MODEL}, made by `make demo`)")
+    parser.add_argument(
+        "--model",
+        "--source",
+        dest="model",
+        default=None,
+        metavar="DIR",
+        help=f"exported model folder (default: {DEFAULT_MODEL}, made by `make demo`)",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
-    parser.add_argument("--max-seconds", type=float, default=None, metavar="S",
-                        help="length of the excerpt (or of each window) embedded (default: the model's, 4 s)")
-    parser.add_argument("--long-audio", choices=("excerpt", "average"), default=None,
-                        help="long sounds: embed the first --max-seconds (excerpt, default), or "
-                             "average the embeddings of windows over the whole sound (its first 10 minutes)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="length of the excerpt (or of each window) embedded (default: the model's, 4 s)",
+    )
+    parser.add_argument(
+        "--long-audio",
+        choices=("excerpt", "average"),
+        default=None,
+        help="long sounds: embed the first --max-seconds (excerpt, default), or "
+        "average the embeddings of windows over the whole sound (its first 10 minutes)",
+    )
     if batch:
-        parser.add_argument("--batch-size", type=_positive_int, default=16, metavar="N",
-                            help="sounds embedded at once (default: 16)")
+        parser.add_argument(
+            "--batch-size", type=_positive_int, default=16, metavar="N", help="sounds embedded at once (default: 16)"
+        )
 
 
 def find_audio_files(inputs):
@@ -87,7 +103,7 @@ def find_audio_files(inputs):
 
     Returns ``(files, missing)``: files as given or joined to their folder; paths that do not exist.
     """
-    from timbre_lobes.audio import is_audio_name
+    from timbre_lobes.data.audio import is_audio_name
 
     files, missing = [], []
     for item in inputs:
@@ -133,7 +149,7 @@ def report_failures(failures, total):
 
 
 def _missing_errors(missing):
-    from timbre_lobes.audio import AudioError
+    from timbre_lobes.data.audio import AudioError
 
     return [AudioError(path, "missing file") for path in missing]
 
@@ -151,10 +167,11 @@ def _exit(status):
 def add_embed_parser(subparsers):
     """``embed FILES_OR_DIRS --out DIR``: one ``.npy`` per sound and an ``index.csv``."""
     parser = subparsers.add_parser(
-        "embed", help="embed sounds: one .npy per file and an index.csv",
+        "embed",
+        help="embed sounds: one .npy per file and an index.csv",
         description="Embeds audio files (folders searched recursively). Writes <out>/<path>.npy per "
-                    "file (path relative to the inputs' common folder, extension kept) and "
-                    "<out>/index.csv: file, embedding, duration, family, family_confidence.",
+        "file (path relative to the inputs' common folder, extension kept) and "
+        "<out>/index.csv: file, embedding, duration, family, family_confidence.",
     )
     parser.add_argument("inputs", nargs="+", metavar="FILES_OR_DIRS")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -230,14 +247,16 @@ def run_embed(args):
 def add_verify_parser(subparsers):
     """``verify A B``: cosine score and same/different instrument."""
     parser = subparsers.add_parser(
-        "verify", help="are two sounds the same instrument?",
+        "verify",
+        help="are two sounds the same instrument?",
         description="Scores two sounds (cosine of their embeddings) and decides same/different "
-                    "instrument with the model's verification threshold.",
+        "instrument with the model's verification threshold.",
     )
     parser.add_argument("a", metavar="A")
     parser.add_argument("b", metavar="B")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="decision threshold (default: the model's, see its README)")
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="decision threshold (default: the model's, see its README)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     _add_model_arguments(parser, batch=False)
     parser.set_defaults(func=run_verify)
@@ -262,15 +281,18 @@ def run_verify(args):
 def add_classify_parser(subparsers):
     """``classify FILES [--json]``: instrument family and its probability per file."""
     parser = subparsers.add_parser(
-        "classify", help="instrument family of each sound",
+        "classify",
+        help="instrument family of each sound",
         description="Predicts each sound's instrument family (NSynth's 11) with its probability.",
     )
     parser.add_argument("inputs", nargs="+", metavar="FILES_OR_DIRS")
-    parser.add_argument("--json", action="store_true",
-                        help="print JSON: file, family, confidence, all probabilities")
-    parser.add_argument("--instrument", action="store_true",
-                        help="also give the closest training instrument, with its probability among the "
-                             "training instruments (from the instrument head)")
+    parser.add_argument("--json", action="store_true", help="print JSON: file, family, confidence, all probabilities")
+    parser.add_argument(
+        "--instrument",
+        action="store_true",
+        help="also give the closest training instrument, with its probability among the "
+        "training instruments (from the instrument head)",
+    )
     _add_model_arguments(parser)
     parser.set_defaults(func=run_classify)
 
@@ -291,8 +313,7 @@ def run_classify(args):
         probs = model.family_probabilities(embeddings)
         instrument_probs = model.instrument_probabilities(embeddings) if args.instrument else None
         for i, (path, p) in enumerate(zip(kept, probs)):
-            record = {"file": path, "family": model.family_labels[int(p.argmax())],
-                      "confidence": float(p.max())}
+            record = {"file": path, "family": model.family_labels[int(p.argmax())], "confidence": float(p.max())}
             if instrument_probs is not None:
                 best = int(instrument_probs[i].argmax())
                 record["closest_instrument"] = model.instrument_labels[best]
@@ -321,17 +342,21 @@ def run_classify(args):
 def add_similar_parser(subparsers):
     """``similar QUERY --library DIR --top K``: nearest sounds of a library."""
     parser = subparsers.add_parser(
-        "similar", help="the sounds of a library most similar to a query",
+        "similar",
+        help="the sounds of a library most similar to a query",
         description="Ranks a library's sounds by cosine similarity to the query. The library's "
-                    "embeddings are cached (by path, modification time and size, per model) and "
-                    "only new or changed files are embedded again.",
+        "embeddings are cached (by path, modification time and size, per model) and "
+        "only new or changed files are embedded again.",
     )
     parser.add_argument("query", metavar="QUERY")
     parser.add_argument("--library", required=True, metavar="DIR", help="folder of sounds (recursive)")
     parser.add_argument("--top", type=_positive_int, default=5, metavar="K", help="how many (default: 5)")
-    parser.add_argument("--cache", default=None, metavar="DIR",
-                        help="index folder (default: <library>/.timbre-lobes if writable, "
-                             "else ~/.cache/timbre-lobes/...)")
+    parser.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="index folder (default: <library>/.timbre-lobes if writable, else ~/.cache/timbre-lobes/...)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     _add_model_arguments(parser)
     parser.set_defaults(func=run_similar)
@@ -372,10 +397,18 @@ class EmbeddingIndex:
         self.paths, self.embeddings, self.durations, self.failures = [], None, [], []
 
     def _settings(self, model):
-        return {"version": INDEX_VERSION, "model_id": model.model_id, "sample_rate": model.sample_rate,
-                "max_seconds": model.max_seconds, "min_seconds": model.min_seconds, "trim_db": model.trim_db,
-                "long_audio": model.long_audio, "window_hop_seconds": model.window_hop_seconds,
-                "max_windows": model.max_windows, "max_read_seconds": model.max_read_seconds}
+        return {
+            "version": INDEX_VERSION,
+            "model_id": model.model_id,
+            "sample_rate": model.sample_rate,
+            "max_seconds": model.max_seconds,
+            "min_seconds": model.min_seconds,
+            "trim_db": model.trim_db,
+            "long_audio": model.long_audio,
+            "window_hop_seconds": model.window_hop_seconds,
+            "max_windows": model.max_windows,
+            "max_read_seconds": model.max_read_seconds,
+        }
 
     def file_for(self, model):
         """The cache file of this model."""
@@ -401,10 +434,16 @@ class EmbeddingIndex:
             with np.load(path, allow_pickle=False) as data:
                 if json.loads(str(data["meta"])) != settings:
                     return {}, {}
-                entries = {str(r): ((int(m), int(s)), float(d), e) for r, m, s, d, e in zip(
-                    data["rel"], data["mtime"], data["size"], data["duration"], data["emb"])}
-                failed = {str(r): ((int(m), int(s)), str(why)) for r, m, s, why in zip(
-                    data["fail_rel"], data["fail_mtime"], data["fail_size"], data["fail_reason"])}
+                entries = {
+                    str(r): ((int(m), int(s)), float(d), e)
+                    for r, m, s, d, e in zip(data["rel"], data["mtime"], data["size"], data["duration"], data["emb"])
+                }
+                failed = {
+                    str(r): ((int(m), int(s)), str(why))
+                    for r, m, s, why in zip(
+                        data["fail_rel"], data["fail_mtime"], data["fail_size"], data["fail_reason"]
+                    )
+                }
             return entries, failed
         except Exception as err:  # a damaged cache is rebuilt, never trusted
             print(f"warning: ignoring unreadable index {path} ({err})", file=sys.stderr)
@@ -419,7 +458,7 @@ class EmbeddingIndex:
             ``reused``, ``added``, ``changed``, ``removed`` (numbers of files) and
             ``failed`` (AudioErrors of the unusable files).
         """
-        from timbre_lobes.audio import AudioError
+        from timbre_lobes.data.audio import AudioError
 
         settings = self._settings(model)
         path = self.file_for(model)
@@ -453,8 +492,11 @@ class EmbeddingIndex:
             self._save(path, settings, keep, keep_failed, model)
         self.paths = sorted(keep)
         emb_dim = model._emb_dim()
-        self.embeddings = (np.stack([keep[r][2] for r in self.paths]).astype(np.float32) if self.paths
-                           else np.zeros((0, emb_dim), dtype=np.float32))
+        self.embeddings = (
+            np.stack([keep[r][2] for r in self.paths]).astype(np.float32)
+            if self.paths
+            else np.zeros((0, emb_dim), dtype=np.float32)
+        )
         self.durations = [keep[r][1] for r in self.paths]
         self.failures = [AudioError(os.path.join(self.library, r), why) for r, (_, why) in sorted(keep_failed.items())]
         stats["failed"] = self.failures
@@ -472,8 +514,11 @@ class EmbeddingIndex:
                 mtime=np.array([entries[r][0][0] for r in rels], dtype=np.int64),
                 size=np.array([entries[r][0][1] for r in rels], dtype=np.int64),
                 duration=np.array([entries[r][1] for r in rels], dtype=np.float64),
-                emb=(np.stack([entries[r][2] for r in rels]).astype(np.float32) if rels
-                     else np.zeros((0, emb_dim), dtype=np.float32)),
+                emb=(
+                    np.stack([entries[r][2] for r in rels]).astype(np.float32)
+                    if rels
+                    else np.zeros((0, emb_dim), dtype=np.float32)
+                ),
                 fail_rel=np.array(frels, dtype=str),
                 fail_mtime=np.array([failed[r][0][0] for r in frels], dtype=np.int64),
                 fail_size=np.array([failed[r][0][1] for r in frels], dtype=np.int64),
@@ -506,12 +551,13 @@ def run_similar(args):
     stats = index.update(model, args.batch_size)
     ranked = index.nearest(query, args.top, exclude=args.query)
     if args.json:
-        print(json.dumps({"query": args.query, "results": [{"file": f, "score": s} for f, s in ranked]},
-                         indent=2))
+        print(json.dumps({"query": args.query, "results": [{"file": f, "score": s} for f, s in ranked]}, indent=2))
     else:
-        print(f"Library {args.library}: {len(index.paths)} sound(s) indexed "
-              f"({stats['added']} new, {stats['changed']} changed, {stats['removed']} removed, "
-              f"{stats['reused']} from the cache)")
+        print(
+            f"Library {args.library}: {len(index.paths)} sound(s) indexed "
+            f"({stats['added']} new, {stats['changed']} changed, {stats['removed']} removed, "
+            f"{stats['reused']} from the cache)"
+        )
         for rank, (path, score) in enumerate(ranked, 1):
             print(f"{rank:3d}  {score:.4f}  {path}")
     _exit(report_failures(index.failures, len(index.paths) + len(index.failures)))

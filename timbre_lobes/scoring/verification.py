@@ -73,8 +73,7 @@ def make_trials(
     eligible = sorted(i for i, notes in by_instrument.items() if len(notes) > enrol_notes)
     if len(eligible) < 2:
         raise ValueError(
-            f"verification needs at least 2 instruments with more than {enrol_notes} notes; "
-            f"found {len(eligible)}"
+            f"verification needs at least 2 instruments with more than {enrol_notes} notes; found {len(eligible)}"
         )
     enrolments = {}
     enrol_of = collections.defaultdict(list)

@@ -1,6 +1,6 @@
 """Exporting a trained system as a self-contained inference folder.
 
-:func:`export_model` writes what :class:`timbre_lobes.inference.TimbreEncoder`
+:func:`export_model` writes what :class:`timbre_lobes.serving.inference.TimbreEncoder`
 (or any SpeechBrain ``Pretrained`` interface) needs, and nothing from the
 training run or its corpus:
 
@@ -39,8 +39,8 @@ from speechbrain.utils.distributed import MainProcessContext
 
 from timbre_lobes import __version__
 from timbre_lobes.atomic import atomic_open, write_json
-from timbre_lobes.nsynth_labels import FAMILIES, NOTE_SECONDS
-from timbre_lobes.verification import eer_and_min_dcf, read_trials
+from timbre_lobes.data.nsynth_labels import FAMILIES, NOTE_SECONDS
+from timbre_lobes.scoring.verification import eer_and_min_dcf, read_trials
 
 #: Modules exported when the brain has them; the first three are required.
 EXPORTED_MODULES = ("compute_features", "mean_var_norm", "embedding_model", "family_head", "instrument_head")
@@ -50,7 +50,7 @@ FAMILY_LABELS = "family_encoder.txt"
 HPARAMS_FILE = "hyperparams.yaml"
 INFO_FILE = "model_info.json"
 
-#: Audio settings written into every export (see ``timbre_lobes.audio.load_audio``).
+#: Audio settings written into every export (see ``timbre_lobes.data.audio.load_audio``).
 AUDIO_DEFAULTS = {
     "max_seconds": NOTE_SECONDS,
     "min_seconds": 1.0,
@@ -62,8 +62,9 @@ AUDIO_DEFAULTS = {
 }
 
 
-def export_model(hparams, brain, instrument_encoder, results, export_folder, valid_set=None,
-                 hparams_file=None, max_pairs=200_000):
+def export_model(
+    hparams, brain, instrument_encoder, results, export_folder, valid_set=None, hparams_file=None, max_pairs=200_000
+):
     """Writes the inference folder of a trained system, atomically.
 
     Call it after ``brain.evaluate(..., min_key=...)``: the brain's modules then
@@ -106,8 +107,9 @@ def export_model(hparams, brain, instrument_encoder, results, export_folder, val
         # Under DDP only the main process exports: SpeechBrain's save/load helpers must not
         # wait for the other processes (inside this context their collectives are no-ops).
         with MainProcessContext():
-            _write_export(tmp, export_folder, hparams, brain, instrument_encoder, results, valid_set,
-                          hparams_file, max_pairs)
+            _write_export(
+                tmp, export_folder, hparams, brain, instrument_encoder, results, valid_set, hparams_file, max_pairs
+            )
         _swap_in(tmp, export_folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -132,8 +134,9 @@ def _swap_in(new, final):
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_export(folder, final_folder, hparams, brain, instrument_encoder, results, valid_set,
-                  hparams_file, max_pairs):
+def _write_export(
+    folder, final_folder, hparams, brain, instrument_encoder, results, valid_set, hparams_file, max_pairs
+):
     """Fills ``folder`` with everything the export holds, then checks it loads back."""
     # Under DDP the brain's modules are wrappers; the export holds the modules themselves.
     modules = {k: _unwrap(brain.modules[k]) for k in EXPORTED_MODULES if k in brain.modules}
@@ -152,12 +155,13 @@ def _write_export(folder, final_folder, hparams, brain, instrument_encoder, resu
     if valid_set is not None:
         validation = validation_stats(hparams, modules, brain.device, valid_set, max_pairs=max_pairs)
         threshold = validation["pair_threshold"]
-        origin = ("equal-error-rate threshold of note-vs-note pairs of the validation instruments, "
-                  "exported weights")
+        origin = "equal-error-rate threshold of note-vs-note pairs of the validation instruments, exported weights"
     else:
         threshold = float(results["eer_threshold"])
-        origin = ("equal-error-rate threshold of the TEST split's enrolment-vs-note trials "
-                  "(no validation set was given at export)")
+        origin = (
+            "equal-error-rate threshold of the TEST split's enrolment-vs-note trials "
+            "(no validation set was given at export)"
+        )
 
     files = []
     for key, module in modules.items():
@@ -182,8 +186,20 @@ def _write_export(folder, final_folder, hparams, brain, instrument_encoder, resu
         handle.write(inference_yaml(settings, definitions, list(modules), origin, hparams_file))
     files.append(HPARAMS_FILE)
 
-    test = {k: results[k] for k in ("EER", "minDCF", "eer_threshold", "family_micro_f1", "family_macro_f1",
-                                     "n_target_trials", "n_nontarget_trials", "n_notes") if k in results}
+    test = {
+        k: results[k]
+        for k in (
+            "EER",
+            "minDCF",
+            "eer_threshold",
+            "family_micro_f1",
+            "family_macro_f1",
+            "n_target_trials",
+            "n_nontarget_trials",
+            "n_notes",
+        )
+        if k in results
+    }
     info = {
         "system": settings["system"],
         "model_id": model_id,
@@ -279,7 +295,7 @@ def training_definitions(hparams_file, modules, n_instruments):
         if tag.startswith("!name:") and key == "instrument_head":
             node = CommentedMap(node)
             node["out_neurons"] = n_instruments
-            target = tag[len("!name:"):]
+            target = tag[len("!name:") :]
             # A class is built with !new:, a factory function (heads.classification_head) with !apply:.
             tag = ("!new:" if inspect.isclass(pydoc.locate(target)) else "!apply:") + target
         elif not tag.startswith(("!new:", "!apply:")):
@@ -334,9 +350,9 @@ def inference_yaml(settings, definitions, module_names, origin, hparams_file):
         "# " + "#" * 76,
         f"# Inference model: {s['system']}, exported by timbre-lobes {__version__}.",
         "# Load with:",
-        "#     from timbre_lobes.inference import TimbreEncoder",
-        "#     model = TimbreEncoder.from_hparams(source=\"<this folder>\")",
-        "# Other SpeechBrain interfaces: pass overrides={\"pretrained_path\": \"<this folder>\"}.",
+        "#     from timbre_lobes.serving.inference import TimbreEncoder",
+        '#     model = TimbreEncoder.from_hparams(source="<this folder>")',
+        '# Other SpeechBrain interfaces: pass overrides={"pretrained_path": "<this folder>"}.',
         f"# The module definitions are the training run's ({os.path.basename(hparams_file)}).",
         "# " + "#" * 76,
         "",
@@ -352,7 +368,7 @@ def inference_yaml(settings, definitions, module_names, origin, hparams_file):
         "# Family probabilities: softmax(family_scale * head scores), the training loss's scale (1 for linear heads).",
         f"family_scale: {_scalar(s['family_scale'])}",
         "",
-        "# Audio input (timbre_lobes.audio.load_audio): every file is downmixed, resampled to",
+        "# Audio input (timbre_lobes.data.audio.load_audio): every file is downmixed, resampled to",
         "# sample_rate, its leading silence (trim_db below the peak) dropped, padded to min_seconds.",
         "# long_audio: excerpt = the first max_seconds; average = mean embedding of max_seconds",
         "# windows every window_hop_seconds (at most max_windows, spread evenly) over the whole",
@@ -419,7 +435,7 @@ def validation_stats(hparams, modules, device, valid_set, max_pairs=200_000, see
     """
     from speechbrain.dataio.dataloader import make_dataloader
 
-    from timbre_lobes import evaluation
+    from timbre_lobes.scoring import evaluation
 
     batch_size = (hparams.get("eval_dataloader_opts") or {}).get("batch_size", 16)
     loader = make_dataloader(valid_set, batch_size=batch_size)
@@ -552,8 +568,11 @@ def model_card(info, definitions, final_folder):
         "against single notes of unseen instruments.",
     ]
     if val.get("pair_EER") is not None:
-        lines += ["", f"Note-vs-note pairs of the validation instruments: EER {val['pair_EER']:.2f} % "
-                      f"over {val['n_pairs']} pairs."]
+        lines += [
+            "",
+            f"Note-vs-note pairs of the validation instruments: EER {val['pair_EER']:.2f} % "
+            f"over {val['n_pairs']} pairs.",
+        ]
     lines += [
         "",
         "## Verification threshold",
@@ -564,11 +583,11 @@ def model_card(info, definitions, final_folder):
         "## Use",
         "",
         "```python",
-        "from timbre_lobes.inference import TimbreEncoder",
-        f"model = TimbreEncoder.from_hparams(source=\"{final_folder}\")",
-        "embeddings = model.embed_files([\"a.wav\", \"b.flac\"])   # [2, emb]",
-        "score, same = model.verify_files(\"a.wav\", \"b.flac\")",
-        "families, probabilities = model.classify_family_files([\"a.wav\"])",
+        "from timbre_lobes.serving.inference import TimbreEncoder",
+        f'model = TimbreEncoder.from_hparams(source="{final_folder}")',
+        'embeddings = model.embed_files(["a.wav", "b.flac"])   # [2, emb]',
+        'score, same = model.verify_files("a.wav", "b.flac")',
+        'families, probabilities = model.classify_family_files(["a.wav"])',
         "```",
         "",
         "```sh",
@@ -586,7 +605,7 @@ def model_card(info, definitions, final_folder):
 
 def check_export(folder, modules):
     """Loads ``folder`` back and checks every exported tensor equals the trained one."""
-    from timbre_lobes.inference import TimbreEncoder
+    from timbre_lobes.serving.inference import TimbreEncoder
 
     loaded = TimbreEncoder.from_hparams(source=folder, run_opts={"device": "cpu"})
     for key, module in modules.items():

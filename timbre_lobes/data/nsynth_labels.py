@@ -57,9 +57,7 @@ def family_index(name):
     try:
         return FAMILIES.index(name)
     except ValueError:
-        raise ValueError(
-            f"unknown instrument family {name!r}; NSynth's families are {FAMILIES}"
-        ) from None
+        raise ValueError(f"unknown instrument family {name!r}; NSynth's families are {FAMILIES}") from None
 
 
 def source_index(name):
@@ -73,9 +71,7 @@ def source_index(name):
     try:
         return SOURCES.index(name)
     except ValueError:
-        raise ValueError(
-            f"unknown instrument source {name!r}; NSynth's sources are {SOURCES}"
-        ) from None
+        raise ValueError(f"unknown instrument source {name!r}; NSynth's sources are {SOURCES}") from None
 
 
 def note_str(family, source, number, pitch, velocity):

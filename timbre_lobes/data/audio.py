@@ -73,8 +73,19 @@ def _declared_wav_frames(path):
 
 #: File name endings that folder scans treat as audio (what libsndfile reads).
 AUDIO_EXTENSIONS = (
-    ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-    ".au", ".caf", ".w64", ".rf64",
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".au",
+    ".caf",
+    ".w64",
+    ".rf64",
 )
 
 #: Sample rates outside this range are taken for a damaged header.
@@ -194,9 +205,7 @@ def resample(signal, orig_rate, new_rate):
     import torchaudio  # slow to import; only resampling needs it
 
     ratio = Fraction(int(new_rate), int(orig_rate)).limit_denominator(1000)
-    out = torchaudio.functional.resample(
-        signal.unsqueeze(0), orig_freq=ratio.denominator, new_freq=ratio.numerator
-    )[0]
+    out = torchaudio.functional.resample(signal.unsqueeze(0), orig_freq=ratio.denominator, new_freq=ratio.numerator)[0]
     expected = int(math.ceil(len(signal) * new_rate / orig_rate))
     return out[:expected]
 
@@ -289,7 +298,7 @@ def prepare_audio(
         start = max(0, int(loud[0]) - int(preroll_seconds * sample_rate))
         x = x[start:]
     if offset_seconds:
-        x = x[int(round(offset_seconds * sample_rate)):]
+        x = x[int(round(offset_seconds * sample_rate)) :]
         if x.numel() == 0:
             raise AudioError(path, f"nothing left after the {offset_seconds} s offset")
     if max_seconds is not None:
@@ -355,8 +364,14 @@ def load_audio(
         read_seconds = lead_seconds + offset_seconds + max_seconds
     mono, rate, _ = read_audio_file(path, max_seconds=read_seconds)
     return prepare_audio(
-        mono, rate, sample_rate, max_seconds=max_seconds, offset_seconds=offset_seconds,
-        trim_db=trim_db, min_seconds=min_seconds, path=path,
+        mono,
+        rate,
+        sample_rate,
+        max_seconds=max_seconds,
+        offset_seconds=offset_seconds,
+        trim_db=trim_db,
+        min_seconds=min_seconds,
+        path=path,
     )
 
 
@@ -385,4 +400,4 @@ def audio_windows(signal, window, hop, max_windows=None):
     if max_windows is not None and len(starts) > max_windows:
         picks = np.linspace(0, len(starts) - 1, max_windows).round().astype(int)
         starts = [starts[i] for i in picks]
-    return torch.stack([signal[s:s + window] for s in starts])
+    return torch.stack([signal[s : s + window] for s in starts])

@@ -3,7 +3,7 @@
 import torch
 from speechbrain.lobes.models.ResNet import BasicBlock
 
-from timbre_lobes.pooling import LDEPooling
+from timbre_lobes.lobes.pooling import LDEPooling
 
 FREQ_COLLAPSE = ("flatten", "mean")
 

@@ -1,18 +1,18 @@
 """Using an exported model on any sound: SpeechBrain's inference interface for timbre embeddings.
 
-    from timbre_lobes.inference import TimbreEncoder
+    from timbre_lobes.serving.inference import TimbreEncoder
     model = TimbreEncoder.from_hparams(source="results/demo/model")
     embeddings = model.embed_files(["a.wav", "b.mp3"])          # np.ndarray [2, emb]
     score, same = model.verify_files("a.wav", "b.mp3")           # cosine, score >= threshold
     families, probs = model.classify_family_files(["a.wav"])     # ["guitar"], [1, 11]
     model.closest_instrument(["a.wav"], top_k=3)                 # nearest training instruments
 
-The folder is what :func:`timbre_lobes.export.export_model` writes at the end of
-training. Files are read with :func:`timbre_lobes.audio.read_audio_file` (any
+The folder is what :func:`timbre_lobes.serving.export.export_model` writes at the end of
+training. Files are read with :func:`timbre_lobes.data.audio.read_audio_file` (any
 rate, any channel count, whatever soundfile reads) and prepared as the model's
 ``hyperparams.yaml`` says (excerpt or averaged windows, leading silence
 trimmed, short sounds padded); unusable files raise
-:class:`timbre_lobes.audio.AudioError` naming the file.
+:class:`timbre_lobes.data.audio.AudioError` naming the file.
 """
 
 import collections
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from speechbrain.inference.classifiers import EncoderClassifier
 
-from timbre_lobes.audio import AudioError, audio_windows, prepare_audio, read_audio_file
+from timbre_lobes.data.audio import AudioError, audio_windows, prepare_audio, read_audio_file
 
 #: One file's outcome in :meth:`TimbreEncoder.iter_embed_files`.
 FileEmbedding = collections.namedtuple("FileEmbedding", ["path", "embedding", "duration", "error"])
@@ -115,8 +115,9 @@ class TimbreEncoder(EncoderClassifier):
             savedir = None
         overrides = {"pretrained_path": folder, **(overrides or {})}
         _check_checkpoints(folder, hparams_file)
-        return super().from_hparams(source=folder, hparams_file=hparams_file, savedir=savedir,
-                                    overrides=overrides, **kwargs)
+        return super().from_hparams(
+            source=folder, hparams_file=hparams_file, savedir=savedir, overrides=overrides, **kwargs
+        )
 
     # ------------------------------------------------------------------ audio
 
@@ -126,8 +127,15 @@ class TimbreEncoder(EncoderClassifier):
         Replaces SpeechBrain's ``load_audio``, so its ``classify_file`` use it too.
         """
         mono, rate, _ = read_audio_file(path, max_seconds=self._read_seconds())
-        return prepare_audio(mono, rate, self.sample_rate, max_seconds=self.max_seconds,
-                             trim_db=self.trim_db, min_seconds=self.min_seconds, path=path).to(self.device)
+        return prepare_audio(
+            mono,
+            rate,
+            self.sample_rate,
+            max_seconds=self.max_seconds,
+            trim_db=self.trim_db,
+            min_seconds=self.min_seconds,
+            path=path,
+        ).to(self.device)
 
     def _read_seconds(self):
         """How much of a file to read: the excerpt after up to 60 s of silence, or (average) all of it."""
@@ -147,11 +155,25 @@ class TimbreEncoder(EncoderClassifier):
             raise ValueError(f"long_audio must be one of {LONG_AUDIO}, got {self.long_audio!r}")
         mono, rate, duration = read_audio_file(path, max_seconds=self._read_seconds())
         if self.long_audio == "excerpt" or self.max_seconds is None:
-            signal = prepare_audio(mono, rate, self.sample_rate, max_seconds=self.max_seconds,
-                                   trim_db=self.trim_db, min_seconds=self.min_seconds, path=path)
+            signal = prepare_audio(
+                mono,
+                rate,
+                self.sample_rate,
+                max_seconds=self.max_seconds,
+                trim_db=self.trim_db,
+                min_seconds=self.min_seconds,
+                path=path,
+            )
             return [signal], duration
-        signal = prepare_audio(mono, rate, self.sample_rate, max_seconds=None, trim_db=self.trim_db,
-                               min_seconds=self.min_seconds, path=path)
+        signal = prepare_audio(
+            mono,
+            rate,
+            self.sample_rate,
+            max_seconds=None,
+            trim_db=self.trim_db,
+            min_seconds=self.min_seconds,
+            path=path,
+        )
         window = int(round(self.max_seconds * self.sample_rate))
         hop = max(1, int(round(self.window_hop_seconds * self.sample_rate)))
         return list(audio_windows(signal, window, hop, self.max_windows)), duration
@@ -190,7 +212,7 @@ class TimbreEncoder(EncoderClassifier):
         order = sorted(range(len(signals)), key=lambda i: signals[i].shape[0])
         out = [None] * len(signals)
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             longest = max(signals[i].shape[0] for i in chunk)
             wavs = torch.zeros(len(chunk), longest)
             for row, i in enumerate(chunk):
@@ -241,7 +263,7 @@ class TimbreEncoder(EncoderClassifier):
             if error is not None:
                 yield FileEmbedding(path, None, None, error)
                 continue
-            emb = embeddings[row:row + len(windows)].mean(dim=0)
+            emb = embeddings[row : row + len(windows)].mean(dim=0)
             row += len(windows)
             if not torch.isfinite(emb).all():
                 yield FileEmbedding(path, None, None, AudioError(path, "the model gave a non-finite embedding"))
@@ -362,8 +384,10 @@ class TimbreEncoder(EncoderClassifier):
         scores = self._head_scores("instrument_head", embeddings)
         k = min(top_k, scores.shape[1])
         values, indices = scores.topk(k, dim=1)
-        return [[(self.instrument_labels[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())]
-                for vs, ix in zip(values, indices)]
+        return [
+            [(self.instrument_labels[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())]
+            for vs, ix in zip(values, indices)
+        ]
 
     def closest_instrument(self, paths, top_k=1, batch_size=16):
         """For each file, the ``top_k`` nearest training instruments as ``(name, score)``, best first."""

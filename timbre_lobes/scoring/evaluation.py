@@ -9,8 +9,8 @@ import torch
 from sklearn.metrics import confusion_matrix, f1_score
 
 from timbre_lobes.atomic import write_json
-from timbre_lobes.nsynth_labels import FAMILIES
-from timbre_lobes.verification import eer_and_min_dcf, score_trials
+from timbre_lobes.data.nsynth_labels import FAMILIES
+from timbre_lobes.scoring.verification import eer_and_min_dcf, score_trials
 
 
 class Collector:
@@ -65,8 +65,9 @@ def evaluate_collected(collector, enrolments, trials):
     Trials whose notes were not collected (e.g. skipped at preparation) are dropped.
     EER is in percent, as the paper reports it.
     """
-    kept = [t for t in trials if t[2] in collector.embeddings
-            and all(n in collector.embeddings for n in enrolments[t[1]])]
+    kept = [
+        t for t in trials if t[2] in collector.embeddings and all(n in collector.embeddings for n in enrolments[t[1]])
+    ]
     labels, scores = score_trials(collector.embeddings, enrolments, kept)
     verification = eer_and_min_dcf(labels, scores)
     stats = {
@@ -110,8 +111,11 @@ def results_record(stats, system, seed, wall_seconds, device="cpu", **extra):
 def save_results(record, output_folder):
     """Writes ``results.json`` and a family confusion-matrix picture into ``output_folder``."""
     write_json(os.path.join(output_folder, "results.json"), record)
-    plot_confusion(record["family_confusion"], os.path.join(output_folder, "family_confusion.png"),
-                   title=f"{record['system']}: family identification (test)")
+    plot_confusion(
+        record["family_confusion"],
+        os.path.join(output_folder, "family_confusion.png"),
+        title=f"{record['system']}: family identification (test)",
+    )
 
 
 def plot_confusion(matrix, path, title=""):

@@ -153,17 +153,13 @@ class TransformLayer(SincConv):
         self.output = output
         self.log_floor = log_floor
         self.n_fft = 2 ** math.ceil(math.log2(kernel_size))
-        self.register_buffer(
-            "stft_window", torch.hann_window(kernel_size), persistent=False
-        )
+        self.register_buffer("stft_window", torch.hann_window(kernel_size), persistent=False)
 
     def _init_sinc_conv(self):
         """Sets the learnable ``low_hz_``/``band_hz_`` [out_channels, 1] from the chosen grid."""
         super()._init_sinc_conv()  # mel grid, window and time axis
         if self.init_type == "midi":
-            low, high = midi_band_edges(
-                self.out_channels, self.lowest_note, self.sample_rate
-            )
+            low, high = midi_band_edges(self.out_channels, self.lowest_note, self.sample_rate)
             # SincConv adds min_low_hz / min_band_hz back in _get_sinc_filters.
             # Bands of the lowest notes are narrower than min_band_hz; they start at it.
             low_param = (low - self.min_low_hz).clamp(min=0.0)

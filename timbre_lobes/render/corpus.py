@@ -55,7 +55,6 @@ Workers are started with ``spawn``: a script calling ``render_corpus`` needs
 the usual ``if __name__ == "__main__":`` guard.
 """
 
-import argparse
 import json
 import multiprocessing
 import os
@@ -68,8 +67,7 @@ import numpy as np
 from tqdm import tqdm
 
 from timbre_lobes.atomic import atomic_open, write_json
-from timbre_lobes.gm_programs import NUM_PROGRAMS, gm_family_source, gm_program_name
-from timbre_lobes.nsynth_labels import (
+from timbre_lobes.data.nsynth_labels import (
     NOTE_SECONDS,
     QUALITIES,
     SAMPLE_RATE,
@@ -79,6 +77,7 @@ from timbre_lobes.nsynth_labels import (
     note_str,
     source_index,
 )
+from timbre_lobes.render.gm_programs import NUM_PROGRAMS, gm_family_source, gm_program_name
 
 #: NSynth holds each key for 3 of the note's 4 seconds.
 HOLD_SECONDS = 3.0
@@ -227,9 +226,7 @@ class SoundFontSynth:
 
     def _note_on(self, bank, program, pitch, velocity):
         if self._synth.program_select(CHANNEL, self._sfid, bank, program) != 0:
-            raise ValueError(
-                f"{self.soundfont} has no preset bank {bank} program {program}"
-            )
+            raise ValueError(f"{self.soundfont} has no preset bank {bank} program {program}")
         self._synth.noteon(CHANNEL, pitch, velocity)
 
     def _reset(self):
@@ -256,26 +253,15 @@ def pitch_grid(lowest=LOWEST_PITCH, highest=HIGHEST_PITCH, step=1):
     if not isinstance(step, int) or step < 1:
         raise ValueError(f"pitch_step must be a positive integer, got {step!r}")
     if not 0 <= lowest <= highest < MIDI_VALUES:
-        raise ValueError(
-            f"pitch range must satisfy 0 <= lowest <= highest <= 127, "
-            f"got {lowest}-{highest}"
-        )
+        raise ValueError(f"pitch range must satisfy 0 <= lowest <= highest <= 127, got {lowest}-{highest}")
     pitches = [p for p in range(lowest, highest + 1) if (p - PITCH_ANCHOR) % step == 0]
     if not pitches:
-        raise ValueError(
-            f"no pitch of MIDI {lowest}-{highest} lies on the {step}-semitone "
-            f"grid through {PITCH_ANCHOR}"
-        )
+        raise ValueError(f"no pitch of MIDI {lowest}-{highest} lies on the {step}-semitone grid through {PITCH_ANCHOR}")
     return pitches
 
 
 def _check_fractions(fractions):
-    if (
-        len(fractions) != len(SPLITS)
-        or min(fractions) < 0
-        or fractions[0] <= 0
-        or abs(sum(fractions) - 1) > 1e-6
-    ):
+    if len(fractions) != len(SPLITS) or min(fractions) < 0 or fractions[0] <= 0 or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(
             f"fractions must be {len(SPLITS)} non-negative numbers for {SPLITS} "
             f"summing to 1, with some train, got {fractions!r}"
@@ -295,9 +281,7 @@ def _split_sizes(count, fractions):
     return sizes
 
 
-def assign_splits(
-    families, seed=DEFAULT_SEED, fractions=DEFAULT_FRACTIONS, held_out=None
-):
+def assign_splits(families, seed=DEFAULT_SEED, fractions=DEFAULT_FRACTIONS, held_out=None):
     """Assigns instruments to splits, instrument-disjoint and stratified by family.
 
     Arguments
@@ -404,8 +388,7 @@ def plan_corpus(
         for program in programs:
             if gm_family_source(program) is None:
                 raise ValueError(
-                    f"GM program {program} ({gm_program_name(program)}) has no "
-                    "NSynth family and is never rendered"
+                    f"GM program {program} ({gm_program_name(program)}) has no NSynth family and is never rendered"
                 )
         programs = set(programs)
 
@@ -417,9 +400,7 @@ def plan_corpus(
         synth.close()
         for bank, program, preset_name in presets:
             family_source = gm_family_source(program, synthetic=synthetic)
-            if family_source is None or (
-                programs is not None and program not in programs
-            ):
+            if family_source is None or (programs is not None and program not in programs):
                 continue
             family, source = family_source
             number = numbers.get(family_source, 0)
@@ -455,9 +436,7 @@ def _split_dir(out_dir, split):
 
 
 def _wav_path(out_dir, instrument, name):
-    return os.path.join(
-        _split_dir(out_dir, instrument["split"]), "audio", f"{name}.wav"
-    )
+    return os.path.join(_split_dir(out_dir, instrument["split"]), "audio", f"{name}.wav")
 
 
 def _state_path(out_dir, instrument):
@@ -490,9 +469,7 @@ def _note_metadata(instrument, pitch, velocity):
         instrument["instrument_source_str"],
     )
     number = int(instrument["instrument_str"].rsplit("_", 1)[1])
-    metadata = {
-        k: v for k, v in instrument.items() if k not in ("soundfont_path", "split")
-    }
+    metadata = {k: v for k, v in instrument.items() if k not in ("soundfont_path", "split")}
     metadata.update(
         note=(instrument["instrument"] * MIDI_VALUES + pitch) * MIDI_VALUES + velocity,
         note_str=note_str(family, source, number, pitch, velocity),
@@ -505,9 +482,7 @@ def _note_metadata(instrument, pitch, velocity):
     return dict(sorted(metadata.items()))
 
 
-def loudest_frame_dbfs(
-    audio, sample_rate=SAMPLE_RATE, frame_seconds=SILENCE_FRAME_SECONDS
-):
+def loudest_frame_dbfs(audio, sample_rate=SAMPLE_RATE, frame_seconds=SILENCE_FRAME_SECONDS):
     """RMS of the loudest frame of 16-bit audio, in dB re full scale.
 
     Example
@@ -548,9 +523,7 @@ def _render_instrument(job):
         metadata = _note_metadata(instrument, pitch, velocity)
         path = _wav_path(out_dir, instrument, metadata["note_str"])
         if not os.path.exists(path):
-            audio = synth.render_note(
-                instrument["bank"], instrument["program"], pitch, velocity
-            )
+            audio = synth.render_note(instrument["bank"], instrument["program"], pitch, velocity)
             if loudest_frame_dbfs(audio) < job["silence_dbfs"]:
                 silent.append(metadata["note_str"])
                 continue
@@ -570,9 +543,7 @@ def _is_done(out_dir, instrument):
     if not os.path.isfile(path):
         return None
     state = _read_json(path)
-    if all(
-        os.path.isfile(_wav_path(out_dir, instrument, n)) for n in state["examples"]
-    ):
+    if all(os.path.isfile(_wav_path(out_dir, instrument, n)) for n in state["examples"]):
         return state
     return None
 
@@ -600,11 +571,7 @@ def _check_options(out_dir, options):
     path = os.path.join(out_dir, STATE_DIR, "options.json")
     if os.path.isfile(path):
         previous = _read_json(path)
-        changed = sorted(
-            k
-            for k in options.keys() | previous.keys()
-            if options.get(k) != previous.get(k)
-        )
+        changed = sorted(k for k in options.keys() | previous.keys() if options.get(k) != previous.get(k))
         if changed:
             raise ValueError(
                 f"{out_dir} holds a corpus rendered with other options "
@@ -761,12 +728,8 @@ def render_corpus(
             if instrument["split"] == split:
                 examples.update(states[instrument["instrument"]]["examples"])
         split_dir = _split_dir(out_dir, split)
-        write_json(
-            os.path.join(split_dir, "examples.json"), dict(sorted(examples.items()))
-        )
-        summary["instruments"][split] = len(
-            {e["instrument"] for e in examples.values()}
-        )
+        write_json(os.path.join(split_dir, "examples.json"), dict(sorted(examples.items())))
+        summary["instruments"][split] = len({e["instrument"] for e in examples.values()})
         summary["notes"][split] = len(examples)
         _remove_leftovers(os.path.join(split_dir, "audio"))
     _remove_leftovers(os.path.join(out_dir, STATE_DIR))
@@ -777,9 +740,7 @@ def render_corpus(
     print(
         f"Rendered {rendered} new notes in {summary['seconds']} s. "
         + ", ".join(
-            f"{split}: {summary['instruments'][split]} instruments, "
-            f"{summary['notes'][split]} notes"
-            for split in SPLITS
+            f"{split}: {summary['instruments'][split]} instruments, {summary['notes'][split]} notes" for split in SPLITS
         )
         + f". Skipped {summary['silent_notes']} silent notes "
         f"({summary['silent_instruments']} instruments entirely silent); "
@@ -798,18 +759,12 @@ def default_soundfonts():
     """
     for path, package in DEFAULT_SOUNDFONTS:
         if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"SoundFont {path} not found; install it with "
-                f"`apt-get install {package}`"
-            )
+            raise FileNotFoundError(f"SoundFont {path} not found; install it with `apt-get install {package}`")
     return [path for path, _ in DEFAULT_SOUNDFONTS]
 
 
 def _corpus_complete(out_dir):
-    return all(
-        os.path.isfile(os.path.join(_split_dir(out_dir, split), "examples.json"))
-        for split in SPLITS
-    )
+    return all(os.path.isfile(os.path.join(_split_dir(out_dir, split), "examples.json")) for split in SPLITS)
 
 
 def ensure_default_corpus(out_dir, workers=None):
@@ -848,6 +803,7 @@ def add_render_parser(subparsers):
 
     Example
     -------
+    >>> import argparse
     >>> parser = argparse.ArgumentParser()
     >>> add_render_parser(parser.add_subparsers())
     >>> parser.parse_args(["render", "--out", "corpus"]).pitch_step
@@ -856,8 +812,7 @@ def add_render_parser(subparsers):
     parser = subparsers.add_parser(
         "render",
         help="render SoundFont presets into an NSynth-format corpus",
-        description=__doc__.split("\n\n")[0]
-        + " Each melodic preset is one instrument; notes are 4 s, 16 kHz mono "
+        description=__doc__.split("\n\n")[0] + " Each melodic preset is one instrument; notes are 4 s, 16 kHz mono "
         "16-bit, the key held 3 s; splits are instrument-disjoint. An "
         "interrupted render is resumed by running the same command again.",
     )
@@ -866,8 +821,7 @@ def add_render_parser(subparsers):
         action="append",
         metavar="PATH",
         help="a .sf2/.sf3 SoundFont to render; repeat for several (their order "
-        "fixes the instrument numbers). Default: "
-        + ", ".join(path for path, _ in DEFAULT_SOUNDFONTS),
+        "fixes the instrument numbers). Default: " + ", ".join(path for path, _ in DEFAULT_SOUNDFONTS),
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="corpus folder")
     parser.add_argument(
@@ -875,16 +829,14 @@ def add_render_parser(subparsers):
         nargs="+",
         type=int,
         metavar="P",
-        help="only presets of these General MIDI programs (0-127); default: "
-        "every program with an NSynth family",
+        help="only presets of these General MIDI programs (0-127); default: every program with an NSynth family",
     )
     parser.add_argument(
         "--pitch-step",
         type=int,
         default=1,
         metavar="N",
-        help="semitones between rendered pitches, on a grid through MIDI 60 "
-        "(default: %(default)s, every pitch)",
+        help="semitones between rendered pitches, on a grid through MIDI 60 (default: %(default)s, every pitch)",
     )
     parser.add_argument(
         "--pitch-range",
@@ -892,8 +844,7 @@ def add_render_parser(subparsers):
         type=int,
         default=(LOWEST_PITCH, HIGHEST_PITCH),
         metavar=("LOWEST", "HIGHEST"),
-        help="MIDI pitch range; notes silent for a preset are skipped "
-        f"(default: {LOWEST_PITCH} {HIGHEST_PITCH})",
+        help=f"MIDI pitch range; notes silent for a preset are skipped (default: {LOWEST_PITCH} {HIGHEST_PITCH})",
     )
     parser.add_argument(
         "--velocities",
@@ -901,9 +852,7 @@ def add_render_parser(subparsers):
         type=int,
         default=NSYNTH_VELOCITIES,
         metavar="V",
-        help="MIDI velocities (1-127) of every pitch (default: "
-        + " ".join(map(str, NSYNTH_VELOCITIES))
-        + ")",
+        help="MIDI velocities (1-127) of every pitch (default: " + " ".join(map(str, NSYNTH_VELOCITIES)) + ")",
     )
     parser.add_argument(
         "--seed",

@@ -1,0 +1,1 @@
+"""Audio input, NSynth-format metadata and label spaces, training-data augmentation."""

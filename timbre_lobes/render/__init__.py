@@ -1,0 +1,1 @@
+"""Rendering NSynth-format corpora from installed sound sources (SoundFonts via FluidSynth)."""

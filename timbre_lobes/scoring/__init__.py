@@ -1,0 +1,1 @@
+"""Verification trials, EER/minDCF, family identification F1 and result files."""
