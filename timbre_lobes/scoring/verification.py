@@ -21,14 +21,46 @@ from sklearn.metrics import roc_curve
 
 from timbre_lobes.atomic import atomic_open
 
+#: The verification protocol of every recipe and of ``evaluate``: notes per enrolment,
+#: enrolments per instrument, target and non-target trials per note, and the seed.
+DEFAULT_PROTOCOL = {
+    "enrol_notes": 5,
+    "enrolments_per_instrument": 20,
+    "targets_per_note": 20,
+    "nontargets_per_note": 20,
+    "trial_seed": 1234,
+}
+
+
+def protocol_trials(note_instruments, protocol=None):
+    """:func:`make_trials` with a protocol dict (keys of :data:`DEFAULT_PROTOCOL`; missing keys take its values).
+
+    Raises
+    ------
+    ValueError
+        ``protocol`` has a key that is not a protocol setting.
+    """
+    protocol = {**DEFAULT_PROTOCOL, **(protocol or {})}
+    unknown = sorted(set(protocol) - set(DEFAULT_PROTOCOL))
+    if unknown:
+        raise ValueError(f"unknown verification protocol settings {unknown}; known: {sorted(DEFAULT_PROTOCOL)}")
+    return make_trials(
+        note_instruments,
+        protocol["enrol_notes"],
+        protocol["enrolments_per_instrument"],
+        protocol["targets_per_note"],
+        protocol["nontargets_per_note"],
+        protocol["trial_seed"],
+    )
+
 
 def make_trials(
     note_instruments,
-    enrol_notes=5,
-    enrolments_per_instrument=20,
-    targets_per_note=20,
-    nontargets_per_note=20,
-    seed=1234,
+    enrol_notes=DEFAULT_PROTOCOL["enrol_notes"],
+    enrolments_per_instrument=DEFAULT_PROTOCOL["enrolments_per_instrument"],
+    targets_per_note=DEFAULT_PROTOCOL["targets_per_note"],
+    nontargets_per_note=DEFAULT_PROTOCOL["nontargets_per_note"],
+    seed=DEFAULT_PROTOCOL["trial_seed"],
 ):
     """Draws enrolments and trials for an evaluation set.
 

@@ -1,0 +1,446 @@
+"""The training core every recipe shares: the Brain, the data pipeline, label spaces and the run's end.
+
+A recipe's ``train.py`` glues these to a dataset, as SpeechBrain's speaker recipes do::
+
+    hparams, run_opts = training.load_run(argv)           # YAML + overrides, experiment folder
+    prepare_nsynth(...)                                   # manifests + label files in save_folder
+    datasets, labels = training.dataio_prep(hparams, data_folder)
+    brain = training.make_brain(hparams, run_opts, labels) # heads sized by the label files
+    brain.fit(...); brain.evaluate(...)
+    training.finish_run(brain, hparams, labels, data_folder, datasets["valid"])
+
+The manifests (``train.csv``, ``valid.csv``, ``test.csv`` in ``save_folder``) have
+the columns ``ID, duration, wav, instrument, family`` (more are ignored), with wav
+paths under ``$data_root``; ``save_folder`` also holds the label files
+:data:`INSTRUMENT_LABELS` and :data:`FAMILY_LABELS` (SpeechBrain
+``CategoricalEncoder`` files written by the preparation), which size the
+instrument and family heads.
+"""
+
+import os
+import random
+import sys
+import time
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio.dataio import read_audio
+from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from timbre_lobes.checkpoints import RunClock
+from timbre_lobes.data import augment
+from timbre_lobes.lobes.embed import EMBEDDING_MODULES, embed_waveforms
+from timbre_lobes.scoring import evaluation
+from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL, read_trials
+
+#: Label files in ``save_folder`` (written by the preparation) and in an export.
+INSTRUMENT_LABELS = "instrument_encoder.txt"
+FAMILY_LABELS = "family_encoder.txt"
+
+#: The heads defined as ``!name:`` in the YAML, sized here by their label files.
+HEAD_LABELS = {"instrument_head": INSTRUMENT_LABELS, "family_head": FAMILY_LABELS}
+
+
+class TimbreBrain(sb.core.Brain):
+    """Dual-head embedding training; verification and family-ID evaluation.
+
+    Training minimises instrument loss + ``family_weight`` x family loss on
+    crops of the training notes; each validation pass scores open-set
+    verification (EER) on the validation instruments, which selects the
+    checkpoint kept as best; the test pass stores its figures in ``test_stats``.
+    """
+
+    def _wrap_distributed(self):
+        """SpeechBrain's DDP wrapping, without SyncBatchNorm when the processes run on CPU.
+
+        SpeechBrain converts every BatchNorm to ``SyncBatchNorm``, which only runs on
+        GPUs; with ``--device=cpu`` (gloo) each process keeps its BatchNorm and DDP
+        broadcasts rank 0's running statistics at every forward pass.
+        """
+        if not (self.distributed_launch and self.device_type == "cpu"):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
+                    module, find_unused_parameters=self.find_unused_parameters
+                )
+
+    def compute_forward(self, batch, stage):
+        """Waveforms -> (embeddings [B, 1, E], instrument scores or None, family scores [B, 1, F], lens)."""
+        batch = batch.to(self.device)
+        wavs, lens = batch.sig
+        if stage == sb.Stage.TRAIN and self.hparams.wav_augment is not None:
+            wavs, lens = self.hparams.wav_augment(wavs, lens)
+        embeddings = embed_waveforms(self.modules, wavs, lens, epoch=self.hparams.epoch_counter.current)
+        family_out = self.modules.family_head(embeddings)
+        # Validation and test instruments are unseen: only the family head applies there.
+        instrument_out = self.modules.instrument_head(embeddings) if stage == sb.Stage.TRAIN else None
+        return embeddings, instrument_out, family_out, lens
+
+    def compute_objectives(self, predictions, batch, stage):
+        """Instrument loss + family_weight * family loss (family loss alone off training)."""
+        embeddings, instrument_out, family_out, lens = predictions
+        families = batch.family_encoded.data
+        if stage == sb.Stage.TRAIN:
+            instruments = batch.instrument_encoded.data
+            if self.hparams.wav_augment is not None:
+                instruments = self.hparams.wav_augment.replicate_labels(instruments)
+                families = self.hparams.wav_augment.replicate_labels(families)
+            instrument_loss = self.hparams.instrument_loss(instrument_out, instruments)
+            family_loss = self.hparams.family_loss(family_out, families)
+            return instrument_loss + self.hparams.family_weight * family_loss
+        self.collected.add(batch.id, embeddings, family_out, families)
+        return self.hparams.family_loss(family_out, families)
+
+    def on_stage_start(self, stage, epoch=None):
+        """Starts collecting embeddings and family predictions off training."""
+        self.collected = evaluation.Collector()
+        self.stage_start = time.time()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Scores the epoch, anneals the learning rate, logs and checkpoints."""
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = {"loss": stage_loss}
+            return
+        split = "valid" if stage == sb.Stage.VALID else "test"
+        enrolments, trials = read_trials(
+            os.path.join(self.hparams.save_folder, f"{split}_enrolments.txt"),
+            os.path.join(self.hparams.save_folder, f"{split}_trials.txt"),
+        )
+        stats = evaluation.evaluate_collected(self.collected, enrolments, trials)
+        stats["loss"] = stage_loss
+        if stage == sb.Stage.VALID:
+            old_lr, new_lr = self.hparams.lr_annealing(epoch)
+            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+            log_stats = {k: stats[k] for k in ("loss", "EER", "minDCF", "family_micro_f1")}
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": old_lr},
+                train_stats=self.train_stats,
+                valid_stats=log_stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta={"EER": stats["EER"], "family_micro_f1": stats["family_micro_f1"]},
+                min_keys=["EER"],
+                keep_recent=True,
+            )
+        else:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+                test_stats={k: stats[k] for k in ("EER", "minDCF", "family_micro_f1", "family_macro_f1")},
+            )
+            self.test_stats = stats
+
+
+# ---------------------------------------------------------------------------
+# Set-up
+# ---------------------------------------------------------------------------
+
+
+def load_run(argv):
+    """Parses a recipe's command line, loads its YAML and creates the experiment folder.
+
+    Arguments
+    ---------
+    argv : list of str
+        ``[hparams.yaml, --key=value ...]`` as SpeechBrain's ``parse_arguments`` reads them.
+
+    Returns
+    -------
+    hparams : dict
+        The loaded hyperparameters.
+    run_opts : dict
+        SpeechBrain's run options (device, distributed launch ...).
+    """
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    # Under torchrun (RANK/LOCAL_RANK set) join the process group before anything
+    # runs on the main process only; a no-op for a single process.
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    return hparams, run_opts
+
+
+def protocol_of(hparams):
+    """The verification protocol settings of a run's hparams (:data:`DEFAULT_PROTOCOL`'s keys)."""
+    return {key: hparams.get(key, value) for key, value in DEFAULT_PROTOCOL.items()}
+
+
+def resolve_data_folder(hparams):
+    """The user's data folder, or the default rendered corpus (rendered on first use)."""
+    if hparams["data_folder"]:
+        return hparams["data_folder"]
+    from timbre_lobes.render import ensure_default_corpus
+
+    folder = hparams["default_corpus_folder"]
+    print(f"No --data_folder given: using the SoundFont corpus in {folder} (rendering it if needed).")
+    run_on_main(ensure_default_corpus, args=[folder])
+    return folder
+
+
+def load_label_encoder(path):
+    """A SpeechBrain label file as a ``CategoricalEncoder``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file is missing (the data preparation writes it).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"label file {path} is missing: the data preparation writes it (run without skip_prep)")
+    encoder = CategoricalEncoder()
+    encoder.load(path)
+    return encoder
+
+
+def dataio_prep(hparams, data_root):
+    """Builds the train/valid/test datasets and reads the label spaces of ``save_folder``.
+
+    Training notes give random crops of ``crop_seconds`` starting in
+    ``[0, crop_max_start]`` s, read from disk crop by crop (or, with
+    ``stitch_notes > 1``, crops of several silence-trimmed notes of the same
+    instrument stitched together, the paper's augmentation); validation and test
+    notes are read whole.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``save_folder``, ``sample_rate``, ``crop_seconds``, ``crop_max_start``,
+        ``stitch_notes``, ``stitch_top_db``.
+    data_root : str
+        What ``$data_root`` stands for in the manifests' wav paths.
+
+    Returns
+    -------
+    datasets : dict
+        split -> ``DynamicItemDataset`` with outputs ``id, sig, family_encoded``
+        (+ ``instrument_encoded`` for train).
+    labels : dict
+        ``{"instrument": CategoricalEncoder, "family": CategoricalEncoder}``.
+    """
+    save_folder = hparams["save_folder"]
+    labels = {
+        "instrument": load_label_encoder(os.path.join(save_folder, INSTRUMENT_LABELS)),
+        "family": load_label_encoder(os.path.join(save_folder, FAMILY_LABELS)),
+    }
+    datasets = {}
+    for split in ("train", "valid", "test"):
+        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_csv(
+            csv_path=os.path.join(save_folder, f"{split}.csv"),
+            replacements={"data_root": data_root},
+        )
+    sample_rate = hparams["sample_rate"]
+    crop = int(hparams["crop_seconds"] * sample_rate)
+    max_start = int(hparams["crop_max_start"] * sample_rate)
+    stitcher = None
+    if hparams["stitch_notes"] > 1:
+        stitcher = augment.NoteStitcher(
+            datasets["train"], hparams["stitch_notes"], hparams["stitch_top_db"], sample_rate
+        )
+
+    @sb.utils.data_pipeline.takes("wav", "duration", "instrument")
+    @sb.utils.data_pipeline.provides("sig")
+    def train_audio(wav, duration, instrument):
+        if stitcher is not None:
+            return augment.random_crop(stitcher(wav, instrument), crop, max_start)
+        # Read only the crop from disk: notes are streamed, never held in memory.
+        total = int(round(float(duration) * sample_rate))
+        if total <= crop:
+            return read_audio(wav)
+        start = random.randint(0, min(total - crop, max_start))
+        return read_audio({"file": wav, "start": start, "stop": start + crop})
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def full_audio(wav):
+        return read_audio(wav)
+
+    @sb.utils.data_pipeline.takes("family")
+    @sb.utils.data_pipeline.provides("family_encoded")
+    def family_pipeline(family):
+        return labels["family"].encode_sequence_torch([family])
+
+    @sb.utils.data_pipeline.takes("instrument")
+    @sb.utils.data_pipeline.provides("instrument_encoded")
+    def instrument_pipeline(instrument):
+        return labels["instrument"].encode_sequence_torch([instrument])
+
+    sb.dataio.dataset.add_dynamic_item([datasets["train"]], train_audio)
+    sb.dataio.dataset.add_dynamic_item([datasets["valid"], datasets["test"]], full_audio)
+    sb.dataio.dataset.add_dynamic_item(list(datasets.values()), family_pipeline)
+    sb.dataio.dataset.add_dynamic_item([datasets["train"]], instrument_pipeline)
+    sb.dataio.dataset.set_output_keys([datasets["train"]], ["id", "sig", "instrument_encoded", "family_encoded"])
+    sb.dataio.dataset.set_output_keys([datasets["valid"], datasets["test"]], ["id", "sig", "family_encoded"])
+    return datasets, labels
+
+
+def add_heads(hparams, labels):
+    """Builds the instrument and family heads, sized by the label spaces, into ``modules`` and the checkpointer.
+
+    The YAML defines each head as ``!name:`` (a partial without ``out_neurons``);
+    a head given as a module (``!new:``/``!apply:``, e.g. an older YAML's family
+    head) is kept and its size checked.
+
+    Raises
+    ------
+    ValueError
+        A head built by the YAML has another size than its label space.
+    """
+    # The family head first: that is the order in which older runs drew the heads' initial weights.
+    sizes = {"family_head": len(labels["family"]), "instrument_head": len(labels["instrument"])}
+    for key, size in sizes.items():
+        head = hparams[key]
+        if not isinstance(head, torch.nn.Module):
+            head = head(out_neurons=size)
+        rows = _head_rows(head)
+        if rows is not None and rows != size:
+            raise ValueError(
+                f"{key} has {rows} outputs but {HEAD_LABELS[key]} lists {size} labels; "
+                f"define {key} with !name: so that its size comes from the data"
+            )
+        hparams[key] = head
+        hparams["modules"][key] = head
+        if key not in hparams["checkpointer"].recoverables:
+            hparams["checkpointer"].add_recoverable(key, head)
+
+
+def _head_rows(head):
+    weight = getattr(head, "weight", None)
+    if weight is None:
+        weight = next((m.weight for m in head.modules() if isinstance(m, torch.nn.Linear)), None)
+    return None if weight is None else int(weight.shape[0])
+
+
+def initialise_from_pretrained(hparams):
+    """Initialises front end, normalisation and encoder from an exported model (``pretrained_model``).
+
+    Does nothing when ``pretrained_model`` is empty, or when the run already has
+    checkpoints (a resumed run continues from its own). With ``freeze_frontend``
+    the front end's parameters stop learning. Uses the YAML's ``pretrainer``
+    (SpeechBrain's ``Pretrainer``), reading the export's files in place.
+
+    Raises
+    ------
+    FileNotFoundError
+        The export folder or one of its checkpoints is missing.
+    ValueError
+        A pretrained module's sizes differ from this YAML's (the message names
+        the tensors).
+    """
+    from speechbrain.utils.fetching import LocalStrategy
+
+    folder = hparams.get("pretrained_model")
+    if hparams.get("freeze_frontend"):
+        for param in hparams["compute_features"].parameters():
+            param.requires_grad_(False)
+    if not folder or hparams["checkpointer"].find_checkpoint() is not None:
+        return False
+    pretrainer = hparams["pretrainer"]
+    for name, path in pretrainer.paths.items():
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"pretrained_model {folder}: {os.path.basename(path)} is missing ({name})")
+    for name in EMBEDDING_MODULES:
+        _check_shapes(name, hparams[name], pretrainer.paths.get(name), folder)
+    pretrainer.collect_files(local_strategy=LocalStrategy.NO_LINK)
+    pretrainer.load_collected()
+    print(f"Initialised {', '.join(pretrainer.loadables)} from {folder}")
+    return True
+
+
+def _check_shapes(name, module, path, folder):
+    """Raises a clear ValueError when a checkpoint's tensors do not fit ``module``."""
+    if path is None or not hasattr(module, "state_dict"):
+        return
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(saved, dict):
+        return
+    mine = module.state_dict()
+    differ = [
+        f"{key} {tuple(value.shape)} here vs {tuple(saved[key].shape)} there"
+        for key, value in mine.items()
+        if key in saved and hasattr(saved[key], "shape") and tuple(saved[key].shape) != tuple(value.shape)
+    ]
+    missing = [key for key in mine if key not in saved]
+    if differ or missing:
+        detail = "; ".join(differ[:4] + [f"{k} missing there" for k in missing[:4]])
+        raise ValueError(
+            f"pretrained_model {folder}: its {name} has other sizes than this YAML's ({detail}). "
+            "Use the sizes it was trained with (its hyperparams.yaml lists them)."
+        )
+
+
+def make_brain(hparams, run_opts, labels):
+    """The recipe's Brain: heads sized by ``labels``, pretrained initialisation, the run clock.
+
+    Returns
+    -------
+    brain : TimbreBrain
+    clock : timbre_lobes.checkpoints.RunClock
+        The run's wall time, summed over the processes that resume it.
+    """
+    add_heads(hparams, labels)
+    initialise_from_pretrained(hparams)
+    # Older checkpoints lack the clock.
+    clock = RunClock()
+    hparams["checkpointer"].add_recoverable("wall_clock", clock, optional_load=True)
+    brain = TimbreBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.family_labels = list(labels["family"].ind2lab[i] for i in range(len(labels["family"])))
+    brain.run_clock = clock
+    return brain
+
+
+def finish_run(brain, hparams, labels, data_folder, valid_set=None, **extra):
+    """Writes ``results.json`` and the confusion picture, prints the table and exports the model.
+
+    Call it after ``brain.evaluate(..., min_key=...)`` (the brain then holds the
+    best checkpoint). Only the main process writes.
+
+    Returns
+    -------
+    dict or None
+        The results record (None on other processes).
+    """
+    from timbre_lobes.serving.export import export_model
+
+    if not if_main_process():
+        return None
+    clock = brain.run_clock
+    results = evaluation.results_record(
+        brain.test_stats,
+        system=hparams["system"],
+        seed=hparams["seed"],
+        data_folder=data_folder,
+        n_train_instruments=len(labels["instrument"]),
+        wall_seconds=clock.seconds,
+        wall_seconds_earlier_processes=round(clock.earlier_seconds, 1),
+        device=str(brain.device),
+        **extra,
+    )
+    evaluation.save_results(results, hparams["output_folder"])
+    print(evaluation.format_results_table([results]))
+    # The inference model folder (timbre_lobes.serving.inference.TimbreEncoder loads it).
+    export_folder = hparams.get("export_folder") or os.path.join(hparams["output_folder"], "model")
+    export_model(
+        hparams,
+        brain,
+        labels["instrument"],
+        results,
+        export_folder,
+        valid_set=valid_set,
+        family_encoder=labels["family"],
+    )
+    print(f"Exported the model to {export_folder}")
+    sys.stdout.flush()
+    return results
