@@ -13,6 +13,15 @@ from nsynth_prepare import MANIFEST_FIELDS, DataFolderError, prepare_nsynth
 from timbre_lobes.data.nsynth_labels import FAMILIES
 
 
+def read_label_file(path):
+    """The labels of a SpeechBrain CategoricalEncoder file, in index order."""
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
+    encoder = CategoricalEncoder()
+    encoder.load(str(path))
+    return [encoder.ind2lab[i] for i in range(len(encoder))]
+
+
 def read_csv(path):
     with open(path) as handle:
         return list(csv.DictReader(handle))
@@ -33,7 +42,7 @@ def test_real_nsynth_notes(shared_nsynth, tmp_path):
     for row in rows:
         m = meta[row["ID"]]
         assert row["instrument"] == m["instrument_str"]
-        assert row["family"] == m["instrument_family_str"] == FAMILIES[int(row["family_id"])]
+        assert row["family"] == m["instrument_family_str"] == FAMILIES[m["instrument_family"]]
         assert row["source"] == m["instrument_source_str"]
         assert (int(row["pitch"]), int(row["velocity"])) == (m["pitch"], m["velocity"])
         assert row["qualities"] == "".join(map(str, m["qualities"]))
@@ -43,6 +52,9 @@ def test_real_nsynth_notes(shared_nsynth, tmp_path):
     assert len([t for t in trials if t.startswith("1 ")]) > 1000
     report = (tmp_path / "save" / "prepare_report.txt").read_text()
     assert report.startswith("# 0 notes skipped")
+    # The family label space: NSynth's 11 families in NSynth's order (the sample lacks synth_lead).
+    families = read_label_file(tmp_path / "save" / "family_encoder.txt")
+    assert families == list(FAMILIES)
 
 
 def test_bad_wavs_are_reported_and_the_rest_kept(tiny_corpus, tmp_path):
@@ -91,7 +103,7 @@ def test_preparation_is_idempotent_and_redone_when_options_change(tiny_corpus, t
     prepare_nsynth(tiny_corpus, str(save))
     assert os.stat(save / "train.csv").st_mtime_ns == stamp
     trials_before = (save / "test_trials.txt").read_text()
-    prepare_nsynth(tiny_corpus, str(save), trial_seed=99)
+    prepare_nsynth(tiny_corpus, str(save), protocol={"trial_seed": 99})
     assert (save / "test_trials.txt").read_text() != trials_before
 
 
@@ -145,7 +157,7 @@ def test_interrupted_preparation_with_new_options_is_not_trusted(tiny_corpus, tm
 
     monkeypatch.setattr(nsynth_prepare, "write_manifest", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
-        prepare_nsynth(tiny_corpus, str(save), trial_seed=7)  # killed half way with new options
+        prepare_nsynth(tiny_corpus, str(save), protocol={"trial_seed": 7})  # killed half way with new options
     monkeypatch.setattr(nsynth_prepare, "write_manifest", real)
     assert not (save / "opt_nsynth_prepare.json").exists()
     stamp = os.stat(save / "train.csv").st_mtime_ns
@@ -156,3 +168,81 @@ def test_interrupted_preparation_with_new_options_is_not_trusted(tiny_corpus, tm
 def test_prepared_files_are_not_private(tiny_corpus, tmp_path):
     prepare_nsynth(tiny_corpus, str(tmp_path / "save"))
     assert os.stat(tmp_path / "save" / "train.csv").st_mode & 0o044 == 0o044
+
+
+BAD_RECORDS = {
+    "family_null": ({"instrument_family": None}, "'instrument_family' is a NoneType"),
+    "pitch_string": ({"pitch": "60"}, "'pitch' is a str"),
+    "qualities_null": ({"qualities": None}, "'qualities' is a NoneType"),
+    "velocity_float": ({"velocity": 100.5}, "'velocity' is a float"),
+    "no_instrument": ({"instrument_str": None}, "'instrument_str' is a NoneType"),
+    "qualities_bad": ({"qualities": [2] * 10}, "qualities must be a list of 0/1 flags"),
+}
+
+
+def test_bad_metadata_records_are_skipped_and_reported(tiny_corpus, tmp_path):
+    """One malformed field skips that note only, with the reason; the rest is prepared."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_corpus, data)
+    path = data / "nsynth-train" / "examples.json"
+    examples = json.loads(path.read_text())
+    victims = dict(zip(BAD_RECORDS, list(examples)[: len(BAD_RECORDS)]))
+    for case, note_id in victims.items():
+        examples[note_id].update(BAD_RECORDS[case][0])
+    path.write_text(json.dumps(examples))
+    manifests = prepare_nsynth(str(data), str(tmp_path / "save"))
+    kept = {r["ID"] for r in read_csv(manifests["train"])}
+    assert len(kept) == len(examples) - len(victims) and not kept & set(victims.values())
+    report = (tmp_path / "save" / "prepare_report.txt").read_text()
+    assert report.startswith(f"# {len(victims)} notes skipped")
+    lines = {line.split("\t")[0]: line for line in report.splitlines()[1:]}
+    for case, note_id in victims.items():
+        assert BAD_RECORDS[case][1] in lines[note_id], case
+
+
+@pytest.mark.parametrize("note_id", ["../../outside", "/etc/passwd", "sub/dir", "..", "back\\slash"])
+def test_note_ids_that_are_paths_are_refused(tiny_corpus, tmp_path, note_id):
+    """An id names a file inside audio/: absolute ids, separators and '..' never reach the file system."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_corpus, data)
+    path = data / "nsynth-train" / "examples.json"
+    examples = json.loads(path.read_text())
+    first = next(iter(examples))
+    # A real wav sits where the path would point, so only the id check can refuse it.
+    outside = tmp_path / "outside.wav"
+    shutil.copy(data / "nsynth-train" / "audio" / f"{first}.wav", outside)
+    examples[note_id] = examples[first]
+    path.write_text(json.dumps(examples))
+    manifests = prepare_nsynth(str(data), str(tmp_path / "save"))
+    assert note_id not in {r["ID"] for r in read_csv(manifests["train"])}
+    report = (tmp_path / "save" / "prepare_report.txt").read_text()
+    assert "is not a plain file name" in report and report.startswith("# 1 notes skipped")
+
+
+def test_a_split_with_no_usable_note_names_a_report_that_exists(tiny_corpus, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_corpus, data)
+    path = data / "nsynth-valid" / "examples.json"
+    examples = {k: {**v, "pitch": "C4"} for k, v in json.loads(path.read_text()).items()}
+    path.write_text(json.dumps(examples))
+    with pytest.raises(DataFolderError, match="no usable notes") as err:
+        prepare_nsynth(str(data), str(tmp_path / "save"))
+    report = tmp_path / "save" / "prepare_report.txt"
+    assert str(report) in str(err.value) and report.read_text().startswith(f"# {len(examples)} notes skipped")
+
+
+def test_categories_other_than_nsynth_families_make_their_own_label_space(tiny_corpus, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_corpus, data)
+    rename = {"bass": "winds", "brass": "strings", "flute": "percussion", "guitar": "strings"}
+    for split in ("train", "valid", "test"):
+        path = data / f"nsynth-{split}" / "examples.json"
+        examples = json.loads(path.read_text())
+        for meta in examples.values():
+            meta["instrument_family_str"] = rename[meta["instrument_family_str"]]
+        path.write_text(json.dumps(examples))
+    manifests = prepare_nsynth(str(data), str(tmp_path / "save"))
+    assert read_label_file(tmp_path / "save" / "family_encoder.txt") == ["percussion", "strings", "winds"]
+    assert {r["family"] for r in read_csv(manifests["test"])} <= {"percussion", "strings", "winds"}
+    instruments = read_label_file(tmp_path / "save" / "instrument_encoder.txt")
+    assert instruments == list(dict.fromkeys(r["instrument"] for r in read_csv(manifests["train"])))

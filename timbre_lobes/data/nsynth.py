@@ -46,7 +46,7 @@ REQUIRED_FIELDS = {
     "pitch": (int,),
     "velocity": (int,),
 }
-#: Optional fields, checked when present.
+#: Optional fields, checked when present (``null`` is not a valid value).
 OPTIONAL_FIELDS = {
     "instrument_family_str": (str,),
     "instrument_source_str": (str,),
@@ -197,9 +197,9 @@ def metadata_problem(meta):
         if field not in meta:
             return f"metadata lacks {field}"
     for field, types in {**REQUIRED_FIELDS, **OPTIONAL_FIELDS}.items():
-        value = meta.get(field)
-        if field in OPTIONAL_FIELDS and value is None:
+        if field not in meta:  # only optional fields may be absent; present, they must be valid (not null)
             continue
+        value = meta[field]
         # bool is an int in Python, never a valid pitch or index.
         if isinstance(value, bool) or not isinstance(value, types):
             expected = " or ".join(t.__name__ for t in types)
