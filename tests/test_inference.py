@@ -30,6 +30,7 @@ from test_recipe_nsynth import run_recipe
 
 from timbre_lobes.__main__ import main
 from timbre_lobes.data.audio import AudioError, load_audio, prepare_audio, read_audio_file, resample
+from timbre_lobes.lobes.embed import embed_waveforms
 from timbre_lobes.serving import cli, export
 from timbre_lobes.serving.inference import TimbreEncoder
 
@@ -93,9 +94,18 @@ def training_modules(trained):
         hp = load_hyperpyyaml(handle)
     encoder = CategoricalEncoder()
     encoder.load(trained / "save" / "instrument_encoder.txt")
-    head = hp["instrument_head"](out_neurons=len(encoder))
-    hp["modules"]["instrument_head"] = head
-    hp["checkpointer"].add_recoverable("instrument_head", head)
+    family_file = trained / "save" / "family_encoder.txt"  # the data's family label space
+    families = export.nsynth_family_encoder()
+    if family_file.exists():
+        families = CategoricalEncoder()
+        families.load(family_file)
+    # The heads are !name: definitions sized by their label spaces (an older YAML's
+    # !apply: family head is already built); the family head first, as in training.
+    for key, size in (("family_head", len(families)), ("instrument_head", len(encoder))):
+        head = hp[key] if isinstance(hp[key], torch.nn.Module) else hp[key](out_neurons=size)
+        hp["modules"][key] = head
+        if key not in hp["checkpointer"].recoverables:
+            hp["checkpointer"].add_recoverable(key, head)
     assert hp["checkpointer"].recover_if_possible(min_key="EER") is not None
     for module in hp["modules"].values():
         module.eval()
@@ -155,7 +165,7 @@ def test_round_trip_embeddings_equal_the_training_models(model, training_modules
     wavs = torch.stack([read_audio(p) for p in test_notes[:6]])
     lens = torch.tensor([1.0, 0.9, 1.0, 0.7, 1.0, 0.8])
     with torch.no_grad():
-        reference = export.embed_batch(modules, wavs, lens)
+        reference = embed_waveforms(modules, wavs, lens)
         ref_family = modules["family_head"](reference)
         ref_instrument = modules["instrument_head"](reference)
     exported = model.encode_batch(wavs, lens)
@@ -171,7 +181,7 @@ def test_round_trip_embeddings_equal_the_training_models(model, training_modules
     finally:
         model.trim_db = 60.0
     np.testing.assert_allclose(
-        from_files, export.embed_batch(modules, wavs, torch.ones(6))[:, 0].detach().numpy(), atol=1e-5, rtol=1e-4
+        from_files, embed_waveforms(modules, wavs, torch.ones(6))[:, 0].detach().numpy(), atol=1e-5, rtol=1e-4
     )
 
 

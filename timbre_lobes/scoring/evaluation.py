@@ -41,21 +41,39 @@ class Collector:
         self.family_true.extend(family_labels.detach().reshape(-1).cpu().tolist())
 
 
-def family_scores(true, pred):
+def family_scores(true, pred, labels=FAMILIES):
     """Family identification: micro-F1, macro-F1 over the families present, confusion matrix.
+
+    Arguments
+    ---------
+    true, pred : list of int
+        [notes] true and predicted family indices (rows of the family head).
+    labels : sequence of str
+        The family label space, index -> name (default NSynth's 11 families);
+        the confusion matrix is ``len(labels)`` x ``len(labels)``.
+
+    Returns
+    -------
+    dict
+        ``family_micro_f1``, ``family_macro_f1``, ``families_present`` (names of
+        the true families, in index order) and ``family_confusion`` (rows: true,
+        columns: predicted).
 
     Example
     -------
     >>> s = family_scores([0, 0, 1, 2], [0, 1, 1, 2])
     >>> s["family_micro_f1"], round(s["family_macro_f1"], 3)
     (0.75, 0.778)
+    >>> s = family_scores([0, 0, 1, 2], [0, 1, 1, 2], labels=["low", "mid", "high"])
+    >>> s["families_present"], s["family_confusion"]
+    (['low', 'mid', 'high'], [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
     """
     present = sorted(set(true))
     return {
         "family_micro_f1": float(f1_score(true, pred, average="micro")),
         "family_macro_f1": float(f1_score(true, pred, labels=present, average="macro", zero_division=0)),
-        "families_present": [FAMILIES[i] for i in present],
-        "family_confusion": confusion_matrix(true, pred, labels=list(range(len(FAMILIES)))).tolist(),
+        "families_present": [labels[i] for i in present],
+        "family_confusion": confusion_matrix(true, pred, labels=list(range(len(labels)))).tolist(),
     }
 
 
@@ -118,20 +136,43 @@ def save_results(record, output_folder):
     )
 
 
-def plot_confusion(matrix, path, title=""):
-    """Saves a row-normalised confusion matrix over NSynth's families as a PNG."""
+def plot_confusion(matrix, path, title="", labels=FAMILIES):
+    """Saves a row-normalised family confusion matrix as a PNG.
+
+    Arguments
+    ---------
+    matrix : array-like
+        [n_families, n_families] counts, rows true, columns predicted
+        (``family_scores``'s ``family_confusion``).
+    path : str
+        The PNG file (written atomically).
+    title : str
+        The picture's title.
+    labels : sequence of str
+        The families' names, index order (default NSynth's 11 families).
+
+    Raises
+    ------
+    ValueError
+        ``matrix`` is not ``len(labels)`` x ``len(labels)``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    labels = list(labels)
+    if np.shape(matrix) != (len(labels), len(labels)):
+        raise ValueError(
+            f"the confusion matrix is {'x'.join(map(str, np.shape(matrix)))} but there are {len(labels)} family labels"
+        )
     matrix = np.asarray(matrix, dtype=float)
     rows = matrix.sum(axis=1, keepdims=True)
     norm = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
     fig, ax = plt.subplots(figsize=(7, 6))
     image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(FAMILIES)), FAMILIES, rotation=60, ha="right")
-    ax.set_yticks(range(len(FAMILIES)), FAMILIES)
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted family")
     ax.set_ylabel("true family")
     ax.set_title(title)

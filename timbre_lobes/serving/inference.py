@@ -4,7 +4,7 @@
     model = TimbreEncoder.from_hparams(source="results/demo/model")
     embeddings = model.embed_files(["a.wav", "b.mp3"])          # np.ndarray [2, emb]
     score, same = model.verify_files("a.wav", "b.mp3")           # cosine, score >= threshold
-    families, probs = model.classify_family_files(["a.wav"])     # ["guitar"], [1, 11]
+    families, probs = model.classify_family_files(["a.wav"])     # ["guitar"], [1, n_families]
     model.closest_instrument(["a.wav"], top_k=3)                 # nearest training instruments
 
 The folder is what :func:`timbre_lobes.serving.export.export_model` writes at the end of
@@ -370,7 +370,8 @@ class TimbreEncoder(EncoderClassifier):
     def classify_family_files(self, paths, batch_size=16):
         """Most likely family of each file: ``(names [n], probabilities np.ndarray [n, n_families])``.
 
-        The columns follow :attr:`family_labels` (NSynth's family order).
+        The columns follow :attr:`family_labels` (the export's ``family_encoder.txt``, the
+        family head's rows: NSynth's 11 families in NSynth's order for an NSynth-trained model).
         """
         probs = self.family_probabilities(self.embed_files(paths, batch_size))
         return [self.family_labels[i] for i in probs.argmax(axis=1)], probs
