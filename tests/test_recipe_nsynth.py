@@ -28,7 +28,8 @@ TINY = [
 ]
 
 
-def run_recipe(system, data, out, *extra):
+def run_recipe(system, data, out, *extra, expect_fail=False):
+    """Runs train.py as a user would; asserts it succeeded (or, with ``expect_fail``, that it failed)."""
     cmd = [
         sys.executable,
         os.path.join(REPO, "recipes", "NSynth", "train.py"),
@@ -39,7 +40,7 @@ def run_recipe(system, data, out, *extra):
         *extra,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (proc.returncode != 0) == expect_fail, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 

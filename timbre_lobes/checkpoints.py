@@ -1,5 +1,7 @@
-"""Checkpointing that survives a kill at any moment."""
+"""Checkpointing that survives a kill at any moment, and checks what it resumes from."""
 
+import json
+import os
 import shutil
 import time
 
@@ -90,3 +92,123 @@ class RunClock:
             with open(path) as handle:
                 self.earlier_seconds = float(handle.read())
         self._settled = True
+
+
+class RunFolderError(RuntimeError):
+    """An output folder's checkpoints were made with other data, labels or model sizes."""
+
+
+@sb.utils.checkpoints.register_checkpoint_hooks
+class RunSignature:
+    """What a run's checkpoints were made with: its data folder, label spaces and module sizes.
+
+    Saved with every checkpoint (add it to the checkpointer with
+    ``optional_load=True``). :meth:`check` compares a folder's latest checkpoint
+    with the current run before anything is loaded, so that re-running a command
+    into an output folder with other data (``--data_folder``), another label space
+    or other sizes (``--emb_dim``) stops with a message that says what differs,
+    instead of a raw ``KeyError`` in the data loader or a size-mismatch traceback.
+
+    Arguments
+    ---------
+    data_folder : str
+        The corpus the run trains on.
+    labels : dict
+        name -> list of labels (e.g. the instrument and family label spaces).
+    modules : dict
+        name -> torch module whose parameter shapes must match the checkpoint's.
+
+    Example
+    -------
+    >>> a = RunSignature("/data/a", {"family": ["bass", "reed"]}, {})
+    >>> b = RunSignature("/data/b", {"family": ["bass", "organ"]}, {})
+    >>> for line in a.differences(b.state):
+    ...     print(line)
+    data folder: /data/b in the checkpoints, /data/a now
+    family labels: 2 in the checkpoints, 2 now (1 of the checkpoints' not among today's: 'organ')
+    """
+
+    def __init__(self, data_folder, labels, modules):
+        self.modules = modules
+        self.state = {
+            "data_folder": os.path.abspath(data_folder),
+            "labels": {name: list(values) for name, values in labels.items()},
+        }
+
+    @sb.utils.checkpoints.mark_as_saver
+    def _save(self, path):
+        with atomic_open(path) as handle:
+            json.dump(self.state, handle)
+
+    @sb.utils.checkpoints.mark_as_loader
+    def _recover(self, path, end_of_epoch):
+        del path, end_of_epoch  # checked before recovery, by check()
+
+    def differences(self, saved):
+        """Lines saying how ``saved`` (a checkpoint's state) differs from this run's."""
+        lines = []
+        if saved.get("data_folder") != self.state["data_folder"]:
+            lines.append(f"data folder: {saved.get('data_folder')} in the checkpoints, {self.state['data_folder']} now")
+        for name, now in self.state["labels"].items():
+            before = saved.get("labels", {}).get(name)
+            if before is not None and before != now:
+                gone = [label for label in before if label not in now]
+                detail = f" ({len(gone)} of the checkpoints' not among today's: {', '.join(map(repr, gone[:5]))})"
+                lines.append(
+                    f"{name} labels: {len(before)} in the checkpoints, {len(now)} now" + (detail if gone else "")
+                )
+        return lines
+
+    def shape_differences(self, checkpoint):
+        """Lines naming the parameters whose shapes differ between ``checkpoint``'s files and the modules."""
+        import torch
+
+        lines = []
+        for name, module in self.modules.items():
+            path = checkpoint.paramfiles.get(name)
+            if path is None or not list(module.parameters()):
+                continue
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception:  # an unreadable file is SpeechBrain's loader's to report
+                continue
+            if not isinstance(saved, dict):
+                continue
+            for key, value in module.state_dict().items():
+                old = saved.get(key)
+                if hasattr(old, "shape") and tuple(old.shape) != tuple(value.shape):
+                    lines.append(f"{name}.{key}: {tuple(old.shape)} in the checkpoints, {tuple(value.shape)} now")
+        return lines
+
+    def check(self, checkpointer, start_over=False):
+        """Raises :class:`RunFolderError` if the latest checkpoint does not fit this run.
+
+        With ``start_over`` the folder's checkpoints are deleted instead (the run
+        then starts from scratch).
+
+        Raises
+        ------
+        RunFolderError
+            Names each difference and the two ways out.
+        """
+        checkpoint = checkpointer.find_checkpoint()
+        if checkpoint is None:
+            return
+        lines = self.shape_differences(checkpoint)
+        path = checkpoint.paramfiles.get("run_signature")
+        if path is not None and os.path.isfile(path):
+            with open(path) as handle:
+                lines = self.differences(json.load(handle)) + lines
+        if not lines:
+            return
+        if start_over:
+            for folder in checkpointer.checkpoints_dir.glob(sb.utils.checkpoints.CKPT_PREFIX + "*"):
+                shutil.rmtree(folder)
+            return
+        raise RunFolderError(
+            f"the checkpoints in {checkpointer.checkpoints_dir} were made with other settings:\n  "
+            + "\n  ".join(lines[:12])
+            + ("\n  ..." if len(lines) > 12 else "")
+            + "\nNothing was trained. Use a new --output_folder, or pass --start_over=True to delete "
+            "these checkpoints and train from scratch in this folder."
+        )

@@ -5,7 +5,7 @@ A recipe's ``train.py`` glues these to a dataset, as SpeechBrain's speaker recip
     hparams, run_opts = training.load_run(argv)           # YAML + overrides, experiment folder
     prepare_nsynth(...)                                   # manifests + label files in save_folder
     datasets, labels = training.dataio_prep(hparams, data_folder)
-    brain = training.make_brain(hparams, run_opts, labels) # heads sized by the label files
+    brain = training.make_brain(hparams, run_opts, labels, data_folder)  # heads sized by the label files
     brain.fit(...); brain.evaluate(...)
     training.finish_run(brain, hparams, labels, data_folder, datasets["valid"])
 
@@ -29,11 +29,13 @@ from speechbrain.dataio.dataio import read_audio
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from timbre_lobes.checkpoints import RunClock
+from timbre_lobes.checkpoints import RunClock, RunFolderError, RunSignature
 from timbre_lobes.data import augment
 from timbre_lobes.lobes.embed import EMBEDDING_MODULES, embed_waveforms
 from timbre_lobes.scoring import evaluation
 from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL, read_trials
+
+__all__ = ["RunFolderError", "TimbreBrain", "dataio_prep", "finish_run", "load_run", "make_brain"]
 
 #: Label files in ``save_folder`` (written by the preparation) and in an export.
 INSTRUMENT_LABELS = "instrument_encoder.txt"
@@ -375,8 +377,17 @@ def _check_shapes(name, module, path, folder):
         )
 
 
-def make_brain(hparams, run_opts, labels):
+def make_brain(hparams, run_opts, labels, data_folder):
     """The recipe's Brain: heads sized by ``labels``, pretrained initialisation, the run clock.
+
+    Checkpoints already in ``save_folder`` must come from the same data, label
+    spaces and sizes (:class:`timbre_lobes.checkpoints.RunSignature`); else the
+    run stops before training, or with ``start_over`` deletes them.
+
+    Raises
+    ------
+    timbre_lobes.checkpoints.RunFolderError
+        The folder's checkpoints were made with other data, labels or sizes.
 
     Returns
     -------
@@ -385,6 +396,15 @@ def make_brain(hparams, run_opts, labels):
         The run's wall time, summed over the processes that resume it.
     """
     add_heads(hparams, labels)
+    checkpointer = hparams["checkpointer"]
+    modules = {k: v for k, v in checkpointer.recoverables.items() if isinstance(v, torch.nn.Module)}
+    label_lists = {name: [enc.ind2lab[i] for i in range(len(enc))] for name, enc in labels.items()}
+    signature = RunSignature(data_folder, label_lists, modules)
+    if hparams.get("start_over"):
+        run_on_main(signature.check, args=[checkpointer], kwargs={"start_over": True})
+    else:  # read-only: every process stops alike
+        signature.check(checkpointer)
+    checkpointer.add_recoverable("run_signature", signature, optional_load=True)
     initialise_from_pretrained(hparams)
     # Older checkpoints lack the clock.
     clock = RunClock()
@@ -396,7 +416,7 @@ def make_brain(hparams, run_opts, labels):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
-    brain.family_labels = list(labels["family"].ind2lab[i] for i in range(len(labels["family"])))
+    brain.family_labels = label_lists["family"]
     brain.run_clock = clock
     return brain
 

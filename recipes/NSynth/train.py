@@ -38,7 +38,7 @@ def main(argv):
         },
     )
     datasets, labels = training.dataio_prep(hparams, data_folder)
-    brain = training.make_brain(hparams, run_opts, labels)
+    brain = training.make_brain(hparams, run_opts, labels, data_folder)
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],
@@ -52,4 +52,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (training.RunFolderError, FileNotFoundError) as err:  # a folder that does not fit: its message
+        sys.exit(f"train.py: error: {err}")

@@ -1,0 +1,214 @@
+"""The training core on data that is not NSynth's: own label spaces, start from an export, extraction."""
+
+import csv
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+from hyperpyyaml import load_hyperpyyaml
+from test_recipe_nsynth import TINY, run_recipe
+
+from timbre_lobes import training
+from timbre_lobes.lobes.embed import embed_waveforms
+from timbre_lobes.serving.extract import LABEL_FIELDS, extract_embeddings
+from timbre_lobes.serving.inference import TimbreEncoder
+
+#: Three made-up categories in place of NSynth's families (the tiny corpus has four).
+RENAME = {"bass": "winds", "brass": "strings", "flute": "percussion", "guitar": "strings"}
+CLASSES = ["percussion", "strings", "winds"]
+
+
+@pytest.fixture(scope="module")
+def three_class_corpus(tiny_corpus, tmp_path_factory):
+    """The tiny corpus with its families renamed to three categories NSynth does not have."""
+    root = tmp_path_factory.mktemp("three") / "corpus"
+    shutil.copytree(tiny_corpus, root)
+    for split in ("train", "valid", "test"):
+        path = root / f"nsynth-{split}" / "examples.json"
+        examples = json.loads(path.read_text())
+        for meta in examples.values():
+            meta["instrument_family_str"] = RENAME[meta["instrument_family_str"]]
+        path.write_text(json.dumps(examples))
+    return root
+
+
+@pytest.fixture(scope="module")
+def nsynth_run(tiny_corpus, tmp_path_factory):
+    """A one-epoch tiny transMel run on NSynth-labelled data, exported to ``model/``."""
+    out = tmp_path_factory.mktemp("pretrain") / "transMel"
+    run_recipe("transMel", tiny_corpus, out)
+    return out
+
+
+def label_file(path):
+    with open(path) as handle:
+        return [line.split("=>")[0].strip().strip("'") for line in handle if "=>" in line]
+
+
+def test_three_made_up_classes_train_evaluate_and_export(three_class_corpus, tmp_path):
+    out = tmp_path / "run"
+    run_recipe("transMel", three_class_corpus, out)
+    results = json.loads((out / "results.json").read_text())
+    assert results["families_present"] == CLASSES
+    assert np.asarray(results["family_confusion"]).shape == (3, 3)
+    # The family head has one row per category, and the export says which.
+    model = TimbreEncoder.from_hparams(source=str(out / "model"), run_opts={"device": "cpu"})
+    assert model.family_labels == CLASSES
+    assert model.mods.family_head(torch.zeros(1, 1, 32)).shape[-1] == 3
+    wav = next((three_class_corpus / "nsynth-test" / "audio").iterdir())
+    families, probs = model.classify_family_files([str(wav)])
+    assert families[0] in CLASSES and probs.shape == (1, 3)
+    # Evaluation of the export on the same kind of data uses the same label space.
+    from timbre_lobes.scoring.evaluate import evaluate_model
+
+    record = evaluate_model(str(out / "model"), str(three_class_corpus), str(tmp_path / "eval"), verbose=False)
+    assert record["families_present"] == CLASSES and record["n_notes"] == 48
+
+
+def test_start_from_an_export_gives_its_embeddings_before_training(nsynth_run, three_class_corpus, tmp_path):
+    """pretrained_model initialises front end, normalisation and encoder; the heads are new and sized by the data."""
+    export = nsynth_run / "model"
+    overrides = {
+        **{arg[2:].split("=")[0]: _value(arg) for arg in TINY},
+        "output_folder": str(tmp_path / "ft"),
+        "pretrained_model": str(export),
+        "freeze_frontend": True,
+    }
+    with open(os.path.join(REPO, "hparams", "transMel.yaml")) as handle:
+        hparams = load_hyperpyyaml(handle, overrides)
+    labels = {"instrument": _encoder(["a", "b"]), "family": _encoder(CLASSES)}
+    training.add_heads(hparams, labels)
+    assert training.initialise_from_pretrained(hparams) is True
+    assert hparams["family_head"].weight.shape[0] == 3 and hparams["instrument_head"].weight.shape[0] == 2
+    assert not any(p.requires_grad for p in hparams["compute_features"].parameters())
+    wavs = 0.1 * torch.randn(3, 16000, generator=torch.Generator().manual_seed(0))
+    modules = {k: hparams[k].eval() for k in ("compute_features", "mean_var_norm", "embedding_model")}
+    with torch.no_grad():
+        mine = embed_waveforms(modules, wavs, torch.ones(3))
+    exported = TimbreEncoder.from_hparams(source=str(export), run_opts={"device": "cpu"}).encode_batch(wavs)
+    assert torch.allclose(mine, exported, atol=1e-6)
+
+
+def test_fine_tune_run_keeps_the_frozen_front_end_and_trains_the_rest(nsynth_run, three_class_corpus, tmp_path):
+    out = tmp_path / "ft"
+    run_recipe(
+        "transMel",
+        three_class_corpus,
+        out,
+        f"--pretrained_model={nsynth_run / 'model'}",
+        "--freeze_frontend=True",
+    )
+    before = {k: torch.load(nsynth_run / "model" / f"{k}.ckpt") for k in ("compute_features", "embedding_model")}
+    after = {k: torch.load(out / "model" / f"{k}.ckpt") for k in ("compute_features", "embedding_model")}
+    assert all(torch.equal(before["compute_features"][k], v) for k, v in after["compute_features"].items())
+    assert any(not torch.equal(before["embedding_model"][k], v) for k, v in after["embedding_model"].items())
+    assert label_file(out / "model" / "family_encoder.txt") == CLASSES
+
+
+def test_a_pretrained_model_of_other_sizes_is_a_clear_error(nsynth_run, tmp_path):
+    overrides = {
+        **{arg[2:].split("=")[0]: _value(arg) for arg in TINY},
+        "emb_dim": 48,
+        "output_folder": str(tmp_path / "ft"),
+        "pretrained_model": str(nsynth_run / "model"),
+    }
+    with open(os.path.join(REPO, "hparams", "transMel.yaml")) as handle:
+        hparams = load_hyperpyyaml(handle, overrides)
+    with pytest.raises(ValueError, match="embedding_model has other sizes"):
+        training.initialise_from_pretrained(hparams)
+
+
+def test_extraction_writes_embeddings_and_labels_and_reuses_them(nsynth_run, shared_nsynth, tmp_path):
+    model = TimbreEncoder.from_hparams(source=str(nsynth_run / "model"), run_opts={"device": "cpu"})
+    out = tmp_path / "emb"
+    first = extract_embeddings(model, shared_nsynth, str(out), progress=False)
+    assert not first.reused and first.embeddings.shape == (400, 32)
+    assert np.load(out / "embeddings.npy").shape == (400, 32)
+    with open(out / "labels.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == LABEL_FIELDS and len(rows) == 400
+    with open(os.path.join(shared_nsynth, "examples.json")) as handle:
+        meta = json.load(handle)
+    for row in rows[:50]:
+        m = meta[row["id"]]
+        assert (row["instrument"], row["family"], row["source"]) == (
+            m["instrument_str"],
+            m["instrument_family_str"],
+            m["instrument_source_str"],
+        )
+        assert (int(row["pitch"]), int(row["velocity"])) == (m["pitch"], m["velocity"])
+        assert row["qualities"] == "".join(map(str, m["qualities"]))
+    # Row i of embeddings.npy is the note of row i, embedded as a single file.
+    single = model.embed_files([rows[7]["path"]])[0]
+    assert np.allclose(first.embeddings[7], single, atol=1e-5)
+    # A second call reads the files back; a changed examples.json makes it embed again.
+    second = extract_embeddings(model, shared_nsynth, str(out), progress=False)
+    assert second.reused and np.array_equal(second.embeddings, first.embeddings)
+    info = json.loads((out / "extraction.json").read_text())
+    info["examples_json"] = [0, 0]
+    (out / "extraction.json").write_text(json.dumps(info))
+    assert not extract_embeddings(model, shared_nsynth, str(out), progress=False).reused
+
+
+def _encoder(labels):
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
+    encoder = CategoricalEncoder()
+    encoder.update_from_iterable(labels)
+    return encoder
+
+
+def _value(arg):
+    """The Python value of a ``--key=value`` override, as hyperpyyaml would read it."""
+    import yaml
+
+    return yaml.safe_load(arg.split("=", 1)[1])
+
+
+def _relabelled_copy(corpus, dest, suffix):
+    """The corpus with every instrument renamed: other instruments, same audio."""
+    shutil.copytree(corpus, dest)
+    for split in ("train", "valid", "test"):
+        path = dest / f"nsynth-{split}" / "examples.json"
+        examples = json.loads(path.read_text())
+        for meta in examples.values():
+            meta["instrument_str"] += suffix
+        path.write_text(json.dumps(examples))
+    return dest
+
+
+def _checkpoints(out):
+    return sorted(p.name for p in (out / "save").glob("CKPT+*"))
+
+
+def test_reusing_an_output_folder_with_other_data_stops_and_says_why(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    run_recipe("melspec", tiny_corpus, out)
+    before = _checkpoints(out)
+    other = _relabelled_copy(tiny_corpus, tmp_path / "other", "_b")
+    proc = run_recipe("melspec", other, out, expect_fail=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "were made with other settings" in proc.stderr
+    assert "data folder" in proc.stderr and "instrument labels" in proc.stderr
+    assert "--start_over=True" in proc.stderr and "--output_folder" in proc.stderr
+    assert _checkpoints(out) == before  # nothing trained, nothing mixed
+    # The explicit way out: the old checkpoints go, the run trains from scratch on the new data.
+    run_recipe("melspec", other, out, "--start_over=True")
+    assert _checkpoints(out) and _checkpoints(out) != before
+    results = json.loads((out / "results.json").read_text())
+    assert results["data_folder"] == str(other)
+
+
+def test_changing_a_model_size_into_the_same_folder_names_the_tensors(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    run_recipe("melspec", tiny_corpus, out)
+    proc = run_recipe("melspec", tiny_corpus, out, "--lde_components=4", expect_fail=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "were made with other settings" in proc.stderr
+    # LDE's dictionary: 8 components in the checkpoints, 4 now.
+    assert re.search(r"embedding_model\.\S+: \(8, \d+\) in the checkpoints, \(4, \d+\) now", proc.stderr)
