@@ -24,10 +24,11 @@ from timbre_lobes.data.nsynth_labels import (
     SOURCES,
     SPLITS,
 )
-from timbre_lobes.render.corpus import (
+from timbre_lobes.render import (
     HOLD_SECONDS,
     SILENCE_DBFS,
     SoundFontSynth,
+    SoundSource,
     assign_splits,
     default_soundfonts,
     loudest_frame_dbfs,
@@ -151,6 +152,22 @@ def test_note_is_held_then_released():
     assert np.abs(church_organ.astype(int) - again).max() <= DITHER_LSB
 
 
+def test_soundfont_synth_is_a_sound_source():
+    """The generic contract: ``render_note(*preset, pitch, velocity)`` for each ``(*preset, name)`` of ``presets()``."""
+    with SoundFontSynth(TIMGM) as synth:
+        assert isinstance(synth, SoundSource)
+        assert (synth.name, synth.licence, synth.sample_rate) == ("TimGM6mb.sf2", None, SAMPLE_RATE)
+        *preset, name = synth.presets()[19]
+        assert (preset, name) == ([0, 19], "Church Organ")
+        organ = synth.render_note(*preset, 60, 100)
+        assert organ.shape == (NOTE_SAMPLES,) and loudest_frame_dbfs(organ) > -40
+        with pytest.raises(ValueError, match="no preset bank 3 program 19"):
+            synth.render_note(3, 19, 60, 100)
+    synth.close()  # already closed on leaving the block: nothing to do
+    with pytest.raises(NotImplementedError):
+        SoundSource().presets()
+
+
 def test_gm_table():
     assert len(GM_PROGRAM_NAMES) == 128
     documented_exclusions = {55, *range(96, 104), *range(112, 128)}
@@ -213,7 +230,7 @@ def test_interrupted_render_resumes(tmp_path, small_corpus):
     out_dir = tmp_path / "resumed"
     script = f"""
 import os, signal
-from timbre_lobes.render.corpus import render_corpus
+from timbre_lobes.render import render_corpus
 written = []
 def kill_after(note):
     written.append(note)

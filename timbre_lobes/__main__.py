@@ -8,7 +8,7 @@ arguments. To add a command, append its function to ``COMMANDS``.
 
 import argparse
 
-from timbre_lobes.render.corpus import add_render_parser
+from timbre_lobes.render.cli import add_render_parser
 from timbre_lobes.serving.cli import add_classify_parser, add_embed_parser, add_similar_parser, add_verify_parser
 
 COMMANDS = [add_render_parser, add_embed_parser, add_verify_parser, add_classify_parser, add_similar_parser]

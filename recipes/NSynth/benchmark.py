@@ -66,7 +66,7 @@ from evaluate import DEFAULT_PROTOCOL, evaluate_model  # noqa: E402
 
 from timbre_lobes.atomic import write_json  # noqa: E402
 from timbre_lobes.data.nsynth_labels import SPLITS  # noqa: E402
-from timbre_lobes.render.corpus import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_splits  # noqa: E402
+from timbre_lobes.render import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_splits  # noqa: E402
 
 SCENARIOS = ("rendered", "leave_one_source_out", "nsynth_real")
 DEFAULT_CONFIG = os.path.join(HERE, "benchmark_cpu.yaml")
@@ -597,7 +597,7 @@ def main(argv):
     if not os.path.isfile(os.path.join(corpus, "nsynth-train", "examples.json")):
         if corpus != os.path.abspath(DEFAULT_CORPUS):
             raise BenchmarkError(f"{corpus} is not an NSynth-format corpus (no nsynth-train/examples.json)")
-        from timbre_lobes.render.corpus import ensure_default_corpus
+        from timbre_lobes.render import ensure_default_corpus
 
         ensure_default_corpus(corpus)
     notes = {

@@ -1,0 +1,456 @@
+"""Rendering a planned corpus to disk in NSynth's json/wav layout, resumably and in parallel.
+
+The output is what ``nsynth_prepare`` reads for the real NSynth release::
+
+    <out_dir>/nsynth-train/examples.json
+    <out_dir>/nsynth-train/audio/<note_str>.wav
+    <out_dir>/nsynth-valid/...
+    <out_dir>/nsynth-test/...
+
+Notes are rendered by ``SoundFontSynth`` (see ``timbre_lobes.render.sources``)
+for the instruments and splits of ``plan_corpus`` (see
+``timbre_lobes.render.plan``). A note whose loudest 50 ms stay below
+``silence_dbfs`` is outside the preset's playable range and is skipped (and
+counted).
+
+``examples.json`` maps each ``note_str`` to every NSynth field (``note``,
+``note_str``, ``instrument``, ``instrument_str``, ``instrument_family``,
+``instrument_family_str``, ``instrument_source``, ``instrument_source_str``,
+``pitch``, ``velocity``, ``sample_rate``, ``qualities``, ``qualities_str``), plus
+``soundfont`` (file name), ``bank``, ``program`` and ``preset_name``. Nobody has
+annotated the qualities of rendered notes: ``qualities`` is ten zeros and
+``qualities_str`` is empty, so quality labels must not be learnt from this
+corpus. ``note`` is ``(instrument * 128 + pitch) * 128 + velocity``, unique and
+stable.
+
+Rendering runs in parallel over instruments and can be interrupted and
+resumed: each wav is written under a temporary name and renamed, each finished
+instrument's metadata is saved in ``<out_dir>/.render_state/``, and the
+``examples.json`` files are written last. Re-running with the same options
+renders only the missing notes; other options into the same folder are refused.
+
+The default corpus (``ensure_default_corpus``) renders FluidR3_GM, TimGM6mb and
+the OPL-3 FM SoundFont (334 instruments) every ``DEMO_PITCH_STEP`` semitones at
+``DEMO_VELOCITIES``: 9,766 notes (7,771 train, 991 valid, 1,004 test; 1.3 GB),
+rendered in 45 s on 2 idle CPU cores (65 CPU-seconds).
+
+MuseScore_General's "Expr." presets are played through the breath controller
+(MIDI CC 2), which notes here leave at 0: they are skipped as silent.
+
+Workers are started with ``spawn``: a script calling ``render_corpus`` needs
+the usual ``if __name__ == "__main__":`` guard. What they run
+(``_render_instrument``) is a module-level function, so that it pickles.
+"""
+
+import json
+import multiprocessing
+import os
+import time
+import wave
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import numpy as np
+from tqdm import tqdm
+
+from timbre_lobes.atomic import atomic_open, write_json
+from timbre_lobes.data.nsynth_labels import NOTE_SECONDS, QUALITIES, SAMPLE_RATE, SPLITS, note_str
+from timbre_lobes.render.plan import (
+    DEFAULT_FRACTIONS,
+    DEFAULT_SEED,
+    HIGHEST_PITCH,
+    LOWEST_PITCH,
+    MIDI_VALUES,
+    SYNTHETIC_SOUNDFONTS,
+    pitch_grid,
+    plan_corpus,
+)
+from timbre_lobes.render.sources import DEFAULT_GAIN, SoundFontSynth, check_soundfont
+
+#: NSynth's velocities.
+NSYNTH_VELOCITIES = (25, 50, 75, 100, 127)
+#: Notes whose loudest frame has a lower RMS (dB re full scale) are skipped as
+#: silent. Unplayable notes render as dither noise, near -100 dBFS, while the
+#: quietest playable ones (a piano's top key at velocity 25) reach about -60.
+SILENCE_DBFS = -70.0
+#: Frame length of that loudness measure.
+SILENCE_FRAME_SECONDS = 0.05
+INT16_FULL_SCALE = 32768
+
+#: ``(path, Debian package)`` of the SoundFonts of the default corpus.
+DEFAULT_SOUNDFONTS = (
+    ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm"),
+    ("/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont"),
+    ("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "opl3-soundfont"),
+)
+#: Pitch step and velocities of the default corpus, sized for a CPU demo.
+DEMO_PITCH_STEP = 6
+DEMO_VELOCITIES = (50, 100)
+
+STATE_DIR = ".render_state"
+
+
+def _split_dir(out_dir, split):
+    return os.path.join(out_dir, f"nsynth-{split}")
+
+
+def _wav_path(out_dir, instrument, name):
+    return os.path.join(_split_dir(out_dir, instrument["split"]), "audio", f"{name}.wav")
+
+
+def _state_path(out_dir, instrument):
+    return os.path.join(out_dir, STATE_DIR, f"{instrument['instrument_str']}.json")
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_wav(path, audio, sample_rate):
+    with atomic_open(path, "wb") as handle, wave.open(handle, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(audio.dtype.itemsize)
+        f.setframerate(sample_rate)
+        f.writeframes(audio.astype("<i2").tobytes())
+
+
+def _remove_leftovers(folder):
+    """Removes the temporary files of writes that an interruption cut short."""
+    for name in os.listdir(folder):
+        if name.startswith(".") and name.endswith(".tmp"):
+            os.remove(os.path.join(folder, name))
+
+
+def _note_metadata(instrument, pitch, velocity):
+    family, source = (
+        instrument["instrument_family_str"],
+        instrument["instrument_source_str"],
+    )
+    number = int(instrument["instrument_str"].rsplit("_", 1)[1])
+    metadata = {k: v for k, v in instrument.items() if k not in ("soundfont_path", "split")}
+    metadata.update(
+        note=(instrument["instrument"] * MIDI_VALUES + pitch) * MIDI_VALUES + velocity,
+        note_str=note_str(family, source, number, pitch, velocity),
+        pitch=pitch,
+        velocity=velocity,
+        sample_rate=SAMPLE_RATE,
+        qualities=[0] * len(QUALITIES),
+        qualities_str=[],
+    )
+    return dict(sorted(metadata.items()))
+
+
+def loudest_frame_dbfs(audio, sample_rate=SAMPLE_RATE, frame_seconds=SILENCE_FRAME_SECONDS):
+    """RMS of the loudest frame of 16-bit audio, in dB re full scale.
+
+    Example
+    -------
+    >>> round(loudest_frame_dbfs(np.full(16000, 3277, dtype=np.int16)), 1)
+    -20.0
+    """
+    frame = round(frame_seconds * sample_rate)
+    frames = audio[: len(audio) // frame * frame].reshape(-1, frame)
+    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1)).max()
+    return float(20 * np.log10(max(rms, 1 / INT16_FULL_SCALE) / INT16_FULL_SCALE))
+
+
+# One synthesizer per process, kept while consecutive instruments share its SoundFont.
+_PROCESS_SYNTH = {}
+
+
+def _process_synth(soundfont, gain):
+    synth = _PROCESS_SYNTH.get("synth")
+    if synth is None or synth.soundfont != soundfont:
+        _close_process_synth()
+        synth = _PROCESS_SYNTH["synth"] = SoundFontSynth(soundfont, gain=gain)
+    return synth
+
+
+def _close_process_synth():
+    synth = _PROCESS_SYNTH.pop("synth", None)
+    if synth is not None:
+        synth.close()
+
+
+def _render_instrument(job):
+    """Renders the missing notes of one instrument, then saves its metadata."""
+    instrument, out_dir = job["instrument"], job["out_dir"]
+    synth = _process_synth(instrument["soundfont_path"], job["gain"])
+    examples, silent, rendered, clipped = {}, [], 0, 0
+    for pitch, velocity in job["notes"]:
+        metadata = _note_metadata(instrument, pitch, velocity)
+        path = _wav_path(out_dir, instrument, metadata["note_str"])
+        if not os.path.exists(path):
+            audio = synth.render_note(instrument["bank"], instrument["program"], pitch, velocity)
+            if loudest_frame_dbfs(audio) < job["silence_dbfs"]:
+                silent.append(metadata["note_str"])
+                continue
+            clipped += int(np.abs(audio.astype(np.int32)).max() >= INT16_FULL_SCALE - 1)
+            _write_wav(path, audio, SAMPLE_RATE)
+            rendered += 1
+            if job["on_note"] is not None:
+                job["on_note"](metadata["note_str"])
+        examples[metadata["note_str"]] = metadata
+    state = {"examples": examples, "silent": silent, "clipped": clipped}
+    write_json(_state_path(out_dir, instrument), state)
+    return instrument["instrument"], state, rendered
+
+
+def _is_done(out_dir, instrument):
+    path = _state_path(out_dir, instrument)
+    if not os.path.isfile(path):
+        return None
+    state = _read_json(path)
+    if all(os.path.isfile(_wav_path(out_dir, instrument, n)) for n in state["examples"]):
+        return state
+    return None
+
+
+def _run_jobs(jobs, workers):
+    """Yields ``_render_instrument``'s results, in parallel when workers > 1."""
+    if workers == 1 or len(jobs) <= 1:
+        try:
+            for job in jobs:
+                yield _render_instrument(job)
+        finally:
+            _close_process_synth()
+        return
+    context = multiprocessing.get_context("spawn")
+    executor = ProcessPoolExecutor(workers, mp_context=context)
+    try:
+        futures = [executor.submit(_render_instrument, job) for job in jobs]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        executor.shutdown(cancel_futures=True)
+
+
+def _check_options(out_dir, options):
+    path = os.path.join(out_dir, STATE_DIR, "options.json")
+    if os.path.isfile(path):
+        previous = _read_json(path)
+        changed = sorted(k for k in options.keys() | previous.keys() if options.get(k) != previous.get(k))
+        if changed:
+            raise ValueError(
+                f"{out_dir} holds a corpus rendered with other options "
+                f"(different {', '.join(changed)}); render into a new folder or "
+                "delete it"
+            )
+    else:
+        write_json(path, options)
+
+
+def render_corpus(
+    soundfonts,
+    out_dir,
+    programs=None,
+    pitch_step=1,
+    velocities=NSYNTH_VELOCITIES,
+    pitch_range=(LOWEST_PITCH, HIGHEST_PITCH),
+    seed=DEFAULT_SEED,
+    fractions=DEFAULT_FRACTIONS,
+    workers=None,
+    leave_out_soundfonts=None,
+    synthetic_soundfonts=SYNTHETIC_SOUNDFONTS,
+    gain=DEFAULT_GAIN,
+    silence_dbfs=SILENCE_DBFS,
+    on_note=None,
+    progress=True,
+):
+    """Renders SoundFont presets into ``out_dir`` in NSynth's json/wav layout.
+
+    Arguments
+    ---------
+    soundfonts : list of str
+        SoundFont (``.sf2``/``.sf3``) paths; the order fixes the numbering.
+    out_dir : str
+        Corpus folder; an interrupted render into it is resumed.
+    programs : list of int, optional
+        Only presets of these GM programs.
+    pitch_step : int
+        Semitones between rendered pitches (grid through MIDI 60).
+    velocities : list of int
+        MIDI velocities (1-127) of every pitch.
+    pitch_range : tuple of int
+        Lowest and highest MIDI pitch.
+    seed, fractions, leave_out_soundfonts, synthetic_soundfonts :
+        See ``plan_corpus``.
+    workers : int, optional
+        Parallel processes (default: the CPU cores available).
+    gain : float
+        FluidSynth's master gain.
+    silence_dbfs : float
+        Notes whose loudest 50 ms have a lower RMS (dB re full scale) are
+        skipped as silent.
+    on_note : callable, optional
+        Called with each ``note_str`` after its wav is written, in the rendering
+        process (it must be picklable when ``workers > 1``).
+    progress : bool
+        Whether to show a progress bar.
+
+    Returns
+    -------
+    dict
+        ``instruments`` and ``notes`` per split, ``silent_notes``,
+        ``silent_instruments``, ``clipped_notes``, ``rendered_notes`` (by
+        this call), ``seconds`` and ``out_dir``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as out_dir:
+    ...     summary = render_corpus(
+    ...         ["/usr/share/sounds/sf2/TimGM6mb.sf2"], out_dir,
+    ...         programs=[0], pitch_step=24, velocities=[100], progress=False,
+    ...     )  # doctest: +ELLIPSIS
+    Rendering 4 notes of 1 instruments ...
+    >>> summary["notes"]
+    {'train': 4, 'valid': 0, 'test': 0}
+    """
+    start = time.time()
+    pitches = pitch_grid(*pitch_range, pitch_step)
+    if not velocities or any(not 1 <= v < MIDI_VALUES for v in velocities):
+        raise ValueError(f"velocities must be integers 1-127, got {velocities!r}")
+    workers = workers or len(os.sched_getaffinity(0))
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    soundfonts = [check_soundfont(path) for path in soundfonts]
+    instruments = plan_corpus(
+        soundfonts,
+        programs,
+        seed,
+        fractions,
+        leave_out_soundfonts,
+        synthetic_soundfonts,
+    )
+    out_dir = os.fspath(out_dir)
+    os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
+    for split in SPLITS:
+        os.makedirs(os.path.join(_split_dir(out_dir, split), "audio"), exist_ok=True)
+    _check_options(
+        out_dir,
+        {
+            "soundfonts": soundfonts,
+            "programs": sorted(programs) if programs is not None else None,
+            "pitches": pitches,
+            "velocities": sorted(velocities),
+            "seed": seed,
+            "fractions": list(fractions),
+            "leave_out_soundfonts": sorted(leave_out_soundfonts or ()),
+            "synthetic_soundfonts": sorted(synthetic_soundfonts),
+            "gain": gain,
+            "silence_dbfs": silence_dbfs,
+            "sample_rate": SAMPLE_RATE,
+        },
+    )
+
+    notes = [(pitch, velocity) for pitch in pitches for velocity in sorted(velocities)]
+    states, jobs = {}, []
+    for instrument in instruments:
+        state = _is_done(out_dir, instrument)
+        if state is not None:
+            states[instrument["instrument"]] = state
+            continue
+        jobs.append(
+            {
+                "instrument": instrument,
+                "out_dir": out_dir,
+                "notes": notes,
+                "gain": gain,
+                "silence_dbfs": silence_dbfs,
+                "on_note": on_note,
+            }
+        )
+    note_bytes = round(NOTE_SECONDS * SAMPLE_RATE) * np.dtype(np.int16).itemsize
+    print(
+        f"Rendering {len(jobs) * len(notes)} notes of {len(jobs)} instruments "
+        f"({len(states)} of {len(instruments)} instruments already done) into "
+        f"{out_dir}, at most {len(jobs) * len(notes) * note_bytes / 1e9:.2f} GB"
+    )
+    rendered = 0
+    with tqdm(total=len(jobs) * len(notes), unit="note", disable=not progress) as bar:
+        for number, state, rendered_now in _run_jobs(jobs, workers):
+            states[number] = state
+            rendered += rendered_now
+            bar.update(len(notes))
+
+    summary = {
+        "out_dir": out_dir,
+        "instruments": {},
+        "notes": {},
+        "rendered_notes": rendered,
+    }
+    for split in SPLITS:
+        examples = {}
+        for instrument in instruments:
+            if instrument["split"] == split:
+                examples.update(states[instrument["instrument"]]["examples"])
+        split_dir = _split_dir(out_dir, split)
+        write_json(os.path.join(split_dir, "examples.json"), dict(sorted(examples.items())))
+        summary["instruments"][split] = len({e["instrument"] for e in examples.values()})
+        summary["notes"][split] = len(examples)
+        _remove_leftovers(os.path.join(split_dir, "audio"))
+    _remove_leftovers(os.path.join(out_dir, STATE_DIR))
+    summary["silent_notes"] = sum(len(s["silent"]) for s in states.values())
+    summary["silent_instruments"] = sum(not s["examples"] for s in states.values())
+    summary["clipped_notes"] = sum(s["clipped"] for s in states.values())
+    summary["seconds"] = round(time.time() - start, 1)
+    print(
+        f"Rendered {rendered} new notes in {summary['seconds']} s. "
+        + ", ".join(
+            f"{split}: {summary['instruments'][split]} instruments, {summary['notes'][split]} notes" for split in SPLITS
+        )
+        + f". Skipped {summary['silent_notes']} silent notes "
+        f"({summary['silent_instruments']} instruments entirely silent); "
+        f"{summary['clipped_notes']} notes clipped."
+    )
+    return summary
+
+
+def default_soundfonts():
+    """Returns the paths of ``DEFAULT_SOUNDFONTS``, naming the package of a missing one.
+
+    Example
+    -------
+    >>> [os.path.basename(path) for path in default_soundfonts()]
+    ['FluidR3_GM.sf2', 'TimGM6mb.sf2', 'OPL-3_FM_128M.sf2']
+    """
+    for path, package in DEFAULT_SOUNDFONTS:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"SoundFont {path} not found; install it with `apt-get install {package}`")
+    return [path for path, _ in DEFAULT_SOUNDFONTS]
+
+
+def _corpus_complete(out_dir):
+    return all(os.path.isfile(os.path.join(_split_dir(out_dir, split), "examples.json")) for split in SPLITS)
+
+
+def ensure_default_corpus(out_dir, workers=None):
+    """Renders the default corpus into ``out_dir`` unless it is already there.
+
+    The default corpus is ``DEFAULT_SOUNDFONTS`` rendered every
+    ``DEMO_PITCH_STEP`` semitones at ``DEMO_VELOCITIES``, with the default seed
+    and fractions. An interrupted render is resumed.
+
+    Arguments
+    ---------
+    out_dir : str
+        Corpus folder.
+    workers : int, optional
+        Parallel processes (default: the CPU cores available).
+
+    Returns
+    -------
+    str
+        ``out_dir``.
+    """
+    if not _corpus_complete(out_dir):
+        print(f"The default SoundFont corpus is not in {out_dir} yet: rendering it.")
+        render_corpus(
+            default_soundfonts(),
+            out_dir,
+            pitch_step=DEMO_PITCH_STEP,
+            velocities=DEMO_VELOCITIES,
+            workers=workers,
+        )
+    return out_dir
