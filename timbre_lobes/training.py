@@ -111,7 +111,7 @@ class TimbreBrain(sb.core.Brain):
             os.path.join(self.hparams.save_folder, f"{split}_enrolments.txt"),
             os.path.join(self.hparams.save_folder, f"{split}_trials.txt"),
         )
-        stats = evaluation.evaluate_collected(self.collected, enrolments, trials)
+        stats = evaluation.evaluate_collected(self.collected, enrolments, trials, labels=self.family_labels)
         stats["loss"] = stage_loss
         if stage == sb.Stage.VALID:
             old_lr, new_lr = self.hparams.lr_annealing(epoch)

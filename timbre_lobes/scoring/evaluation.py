@@ -77,26 +77,28 @@ def family_scores(true, pred, labels=FAMILIES):
     }
 
 
-def evaluate_collected(collector, enrolments, trials):
+def evaluate_collected(collector, enrolments, trials, labels=FAMILIES):
     """All evaluation figures from collected embeddings and the split's trial list.
 
     Trials whose notes were not collected (e.g. skipped at preparation) are dropped.
-    EER is in percent, as the paper reports it.
+    EER is in percent, as the paper reports it. ``labels`` names the family
+    indices (the family head's label space); they are kept as ``family_labels``.
     """
     kept = [
         t for t in trials if t[2] in collector.embeddings and all(n in collector.embeddings for n in enrolments[t[1]])
     ]
-    labels, scores = score_trials(collector.embeddings, enrolments, kept)
-    verification = eer_and_min_dcf(labels, scores)
+    targets, scores = score_trials(collector.embeddings, enrolments, kept)
+    verification = eer_and_min_dcf(targets, scores)
     stats = {
         "EER": 100.0 * verification["eer"],
         "minDCF": verification["min_dcf"],
         "eer_threshold": verification["eer_threshold"],
-        "n_target_trials": int(labels.sum()),
-        "n_nontarget_trials": int(len(labels) - labels.sum()),
+        "n_target_trials": int(targets.sum()),
+        "n_nontarget_trials": int(len(targets) - targets.sum()),
         "n_notes": len(collector.embeddings),
     }
-    stats.update(family_scores(collector.family_true, collector.family_pred))
+    stats.update(family_scores(collector.family_true, collector.family_pred, labels=labels))
+    stats["family_labels"] = list(labels)
     return stats
 
 
@@ -133,6 +135,7 @@ def save_results(record, output_folder):
         record["family_confusion"],
         os.path.join(output_folder, "family_confusion.png"),
         title=f"{record['system']}: family identification (test)",
+        labels=record.get("family_labels", FAMILIES),
     )
 
 
