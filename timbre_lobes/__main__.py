@@ -10,8 +10,16 @@ import argparse
 
 from timbre_lobes.render.cli import add_render_parser
 from timbre_lobes.serving.cli import add_classify_parser, add_embed_parser, add_similar_parser, add_verify_parser
+from timbre_lobes.serving.extract import add_extract_parser
 
-COMMANDS = [add_render_parser, add_embed_parser, add_verify_parser, add_classify_parser, add_similar_parser]
+COMMANDS = [
+    add_render_parser,
+    add_embed_parser,
+    add_verify_parser,
+    add_classify_parser,
+    add_similar_parser,
+    add_extract_parser,
+]
 
 
 def build_parser():

@@ -24,7 +24,6 @@ import os
 import sys
 
 import soundfile as sf
-from speechbrain.dataio.encoder import CategoricalEncoder
 from tqdm import tqdm
 
 from timbre_lobes.atomic import atomic_open
@@ -291,6 +290,8 @@ def write_label_file(labels, path):
 
     Returns the encoder. Read it back with ``CategoricalEncoder().load(path)``.
     """
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
     encoder = CategoricalEncoder()
     encoder.update_from_iterable(labels)
     tmp = path + ".tmp"

@@ -33,7 +33,6 @@ import sys
 import numpy as np
 
 from timbre_lobes.atomic import atomic_open, write_json
-from timbre_lobes.data.nsynth import DataFolderError, read_nsynth_folder, resolve_note_folder, write_report
 from timbre_lobes.data.nsynth_labels import SAMPLE_RATE
 
 #: Columns of ``labels.csv``.
@@ -82,6 +81,8 @@ def extract_embeddings(model, data_folder, output_folder, batch_size=32, device=
     FileNotFoundError
         The model folder is missing or incomplete.
     """
+    # Heavy imports (torch, speechbrain) only here: the command line's --help stays fast.
+    from timbre_lobes.data.nsynth import DataFolderError, read_nsynth_folder, resolve_note_folder, write_report
     from timbre_lobes.serving.inference import TimbreEncoder
 
     note_folder = resolve_note_folder(data_folder)
@@ -152,6 +153,8 @@ def read_labels(path):
 
 
 def _write(folder, matrix, labels, problems, settings):
+    from timbre_lobes.data.nsynth import write_report
+
     info_path = os.path.join(folder, INFO_FILE)
     if os.path.exists(info_path):  # the files are about to change: no reader may trust them meanwhile
         os.remove(info_path)
