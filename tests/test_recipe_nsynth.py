@@ -149,14 +149,15 @@ def test_yaml_defaults_are_the_papers_sizes_and_take_a_training_step(system, bin
     emb = hp["embedding_model"](feats, lens)
     assert emb.shape == (2, 1, 512)
     instrument_head = hp["instrument_head"](out_neurons=5)
+    family_head = hp["family_head"](out_neurons=11)  # both heads are sized by the label files
     families, instruments = torch.tensor([[0], [3]]), torch.tensor([[1], [4]])
     loss = hp["instrument_loss"](instrument_head(emb), instruments) + hp["family_weight"] * hp["family_loss"](
-        hp["family_head"](emb), families
+        family_head(emb), families
     )
     loss.backward()
     for name, module in [
         ("embedding", hp["embedding_model"]),
-        ("family head", hp["family_head"]),
+        ("family head", family_head),
         ("instrument head", instrument_head),
     ]:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()), name

@@ -206,6 +206,7 @@ def save(obj, f, *args, **kwargs):
 
 torch.save = save
 sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as `python train.py` would: the recipe's folder first
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
