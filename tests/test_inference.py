@@ -30,7 +30,7 @@ from test_recipe_nsynth import run_recipe
 
 from timbre_lobes.__main__ import main
 from timbre_lobes.data.audio import AudioError, load_audio, prepare_audio, read_audio_file, resample
-from timbre_lobes.lobes.embed import embed_waveforms
+from timbre_lobes.lobes.embed import embed_unpadded, embed_waveforms
 from timbre_lobes.serving import cli, export
 from timbre_lobes.serving.inference import TimbreEncoder
 
@@ -164,8 +164,8 @@ def test_round_trip_embeddings_equal_the_training_models(model, training_modules
     hp, modules, encoder = training_modules
     wavs = torch.stack([read_audio(p) for p in test_notes[:6]])
     lens = torch.tensor([1.0, 0.9, 1.0, 0.7, 1.0, 0.8])
-    with torch.no_grad():
-        reference = embed_waveforms(modules, wavs, lens)
+    with torch.no_grad():  # rows cut at their relative lengths, as the Brain's evaluation embeds them
+        reference = embed_unpadded(modules, wavs, lens)
         ref_family = modules["family_head"](reference)
         ref_instrument = modules["instrument_head"](reference)
     exported = model.encode_batch(wavs, lens)
@@ -625,3 +625,53 @@ def test_cli_exit_status_in_a_real_process(model_dir, test_notes, tmp_path):
     cmd = [sys.executable, "-m", "timbre_lobes", "classify", "--model", str(model_dir), test_notes[0]]
     proc = subprocess.run(cmd + [str(bad)], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 1 and os.path.basename(test_notes[0]) in proc.stdout and "bad.mp3" in proc.stderr
+
+
+@pytest.fixture
+def mixed_lengths(tmp_path, test_notes):
+    """Five sounds from 0.4 s to 9 s: a note cut short, notes, a note looped to 9 s."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    audio, rate = sf.read(test_notes[0])
+    rng = np.random.default_rng(0)
+    cases = {"cut.wav": audio[: int(0.4 * rate)], "loop.wav": np.tile(audio, 9)[: 9 * rate]}
+    for k, path in enumerate(test_notes[1:4]):
+        n = int((0.7 + 0.9 * k) * rate)
+        note = np.tile(sf.read(path)[0], 3)[:n]
+        cases[f"note{k}.wav"] = note + 1e-3 * rng.standard_normal(n)
+    for name, signal in cases.items():
+        sf.write(folder / name, signal, rate)
+    return sorted(str(p) for p in folder.iterdir())
+
+
+def test_an_embedding_does_not_depend_on_its_batch_neighbours(model, model_dir, mixed_lengths, capsys):
+    """Every path: files of very different lengths embedded together equal each embedded alone."""
+    alone = np.stack([model.embed_files([p], batch_size=1)[0] for p in mixed_lengths])
+    together = model.embed_files(mixed_lengths, batch_size=16)
+    assert np.abs(together - alone).max() < 1e-4
+    reversed_ = model.embed_files(mixed_lengths[::-1], batch_size=3)[::-1]
+    assert np.abs(reversed_ - alone).max() < 1e-4
+    # encode_batch with zero padding and relative lengths: each row as if alone.
+    signals = [model.load_audio(p) for p in mixed_lengths]
+    longest = max(s.shape[0] for s in signals)
+    padded = torch.zeros(len(signals), longest)
+    for i, s in enumerate(signals):
+        padded[i, : s.shape[0]] = s
+    lens = torch.tensor([s.shape[0] / longest for s in signals])
+    batch = model.encode_batch(padded, lens)[:, 0].numpy()
+    single = np.stack([model.encode_batch(s)[0, 0].numpy() for s in signals])
+    assert np.abs(batch - single).max() < 1e-4
+    # verify A B (the two embedded together) gives the score of the two embedded alone.
+    score, _ = model.verify_files(mixed_lengths[0], mixed_lengths[-1])
+    assert score == pytest.approx(float(model.similarity(alone[0], alone[-1])), abs=1e-4)
+    # classify on the command line: the same probabilities with --batch-size 16 and 1.
+    records = {}
+    for size in ("16", "1"):
+        status, out, err = run_cli(
+            capsys, "classify", *mixed_lengths, "--model", model_dir, "--json", "--batch-size", size
+        )
+        assert status == 0, err
+        records[size] = json.loads(out)
+    for a, b in zip(records["16"], records["1"], strict=True):
+        assert a["family"] == b["family"]
+        assert max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in a["probabilities"]) < 1e-4

@@ -31,7 +31,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from timbre_lobes.checkpoints import RunClock, RunFolderError, RunSignature
 from timbre_lobes.data import augment
-from timbre_lobes.lobes.embed import EMBEDDING_MODULES, embed_waveforms
+from timbre_lobes.lobes.embed import EMBEDDING_MODULES, embed_unpadded, embed_waveforms
 from timbre_lobes.scoring import evaluation
 from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL, read_trials
 
@@ -75,7 +75,10 @@ class TimbreBrain(sb.core.Brain):
         wavs, lens = batch.sig
         if stage == sb.Stage.TRAIN and self.hparams.wav_augment is not None:
             wavs, lens = self.hparams.wav_augment(wavs, lens)
-        embeddings = embed_waveforms(self.modules, wavs, lens, epoch=self.hparams.epoch_counter.current)
+        if stage == sb.Stage.TRAIN:
+            embeddings = embed_waveforms(self.modules, wavs, lens, epoch=self.hparams.epoch_counter.current)
+        else:  # whole notes of any lengths: each embedded at its own length, never with a neighbour's padding
+            embeddings = embed_unpadded(self.modules, wavs, lens)
         family_out = self.modules.family_head(embeddings)
         # Validation and test instruments are unseen: only the family head applies there.
         instrument_out = self.modules.instrument_head(embeddings) if stage == sb.Stage.TRAIN else None

@@ -43,3 +43,61 @@ def embed_waveforms(modules, wavs, lens, epoch=None):
     else:
         feats = modules["mean_var_norm"](feats, lens, epoch=epoch)
     return modules["embedding_model"](feats, lens)
+
+
+def embed_unpadded(modules, wavs, lens):
+    """:func:`embed_waveforms` of each row at its own length: no row sees another's zero padding.
+
+    Rows of equal length share one forward pass, so a batch of equal-length notes
+    costs what :func:`embed_waveforms` costs; a row's embedding is the same
+    (to float tolerance) whatever the batch, its order and its neighbours.
+    Use it off training (``torch.no_grad``); training crops have one length.
+
+    Arguments
+    ---------
+    modules : Mapping[str, torch.nn.Module]
+        As for :func:`embed_waveforms`.
+    wavs : torch.Tensor
+        [batch, samples] waveforms, zero-padded to the longest.
+    lens : torch.Tensor
+        [batch] lengths relative to ``samples``.
+
+    Returns
+    -------
+    torch.Tensor
+        [batch, 1, emb_dim] embeddings.
+
+    Example
+    -------
+    >>> import torch
+    >>> from timbre_lobes.lobes.encoder import ResNetLDE
+    >>> from timbre_lobes.lobes.frontend import GlobalNormalization, TransformLayer
+    >>> modules = {"compute_features": TransformLayer(out_channels=8, kernel_size=101, stride=160),
+    ...            "mean_var_norm": GlobalNormalization(),
+    ...            "embedding_model": ResNetLDE(in_bins=8, channels=[4, 8], blocks=[1, 1], strides=[1, 2],
+    ...                                         lde_components=2, lin_neurons=16)}
+    >>> _ = embed_waveforms(modules, torch.rand(4, 8000), torch.ones(4), epoch=0)  # global statistics
+    >>> for m in modules.values():
+    ...     _ = m.eval()
+    >>> short = torch.rand(4000)
+    >>> padded = torch.zeros(2, 8000)
+    >>> padded[0, :4000], padded[1] = short, torch.rand(8000)
+    >>> with torch.no_grad():
+    ...     together = embed_unpadded(modules, padded, torch.tensor([0.5, 1.0]))
+    ...     alone = embed_waveforms(modules, short[None], torch.ones(1))
+    >>> bool((together[0] - alone[0]).abs().max() < 1e-5)
+    True
+    """
+    import torch
+
+    samples = wavs.shape[1]
+    lengths = [max(1, min(samples, int(round(float(r) * samples)))) for r in lens]
+    groups = {}
+    for i, length in enumerate(lengths):
+        groups.setdefault(length, []).append(i)
+    out = [None] * len(lengths)
+    for length, rows in groups.items():
+        emb = embed_waveforms(modules, wavs[rows, :length], torch.ones(len(rows), device=wavs.device))
+        for k, i in enumerate(rows):
+            out[i] = emb[k]
+    return torch.stack(out)

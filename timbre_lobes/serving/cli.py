@@ -283,7 +283,7 @@ def add_classify_parser(subparsers):
     parser = subparsers.add_parser(
         "classify",
         help="instrument family of each sound",
-        description="Predicts each sound's instrument family (NSynth's 11) with its probability.",
+        description="Predicts each sound's instrument family (one of the model's families) with its probability.",
     )
     parser.add_argument("inputs", nargs="+", metavar="FILES_OR_DIRS")
     parser.add_argument("--json", action="store_true", help="print JSON: file, family, confidence, all probabilities")

@@ -23,6 +23,7 @@ import torch
 from speechbrain.inference.classifiers import EncoderClassifier
 
 from timbre_lobes.data.audio import AudioError, audio_windows, prepare_audio, read_audio_file
+from timbre_lobes.lobes.embed import embed_unpadded
 
 #: One file's outcome in :meth:`TimbreEncoder.iter_embed_files`.
 FileEmbedding = collections.namedtuple("FileEmbedding", ["path", "embedding", "duration", "error"])
@@ -183,6 +184,10 @@ class TimbreEncoder(EncoderClassifier):
     def encode_batch(self, wavs, wav_lens=None):
         """Embeds a batch of waveforms at the model's sample rate.
 
+        A sound's embedding never depends on the other sounds of the batch: rows
+        are embedded at their own length (``wav_lens``), never with the zero
+        padding of a longer neighbour; rows of equal length share one forward pass.
+
         Arguments
         ---------
         wavs : torch.Tensor
@@ -201,26 +206,24 @@ class TimbreEncoder(EncoderClassifier):
             wavs = wavs.mean(dim=-1)
         if wav_lens is None:
             wav_lens = torch.ones(wavs.shape[0])
-        wavs, wav_lens = wavs.to(self.device).float(), wav_lens.to(self.device).float()
         with torch.no_grad():
-            feats = self.mods.compute_features(wavs)
-            feats = self.mods.mean_var_norm(feats, wav_lens)
-            return self.mods.embedding_model(feats, wav_lens)
+            return embed_unpadded(self.mods, wavs.to(self.device).float(), wav_lens)
 
     def embed_signals(self, signals, batch_size=16):
-        """Embeds [samples] tensors of any lengths, batched by similar length: [n, emb] tensor."""
-        order = sorted(range(len(signals)), key=lambda i: signals[i].shape[0])
+        """Embeds [samples] tensors of any lengths: [n, emb] tensor (each as if embedded alone).
+
+        Signals are batched by equal length (at most ``batch_size`` a pass); none is padded.
+        """
+        groups = collections.defaultdict(list)
+        for i, signal in enumerate(signals):
+            groups[signal.shape[0]].append(i)
         out = [None] * len(signals)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            longest = max(signals[i].shape[0] for i in chunk)
-            wavs = torch.zeros(len(chunk), longest)
-            for row, i in enumerate(chunk):
-                wavs[row, : signals[i].shape[0]] = signals[i].cpu()
-            lens = torch.tensor([signals[i].shape[0] / longest for i in chunk])
-            emb = self.encode_batch(wavs, lens)[:, 0].cpu()
-            for row, i in enumerate(chunk):
-                out[i] = emb[row]
+        for indices in groups.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                emb = self.encode_batch(torch.stack([signals[i].cpu() for i in chunk]))[:, 0].cpu()
+                for row, i in enumerate(chunk):
+                    out[i] = emb[row]
         return torch.stack(out) if out else torch.zeros(0, self._emb_dim())
 
     def _emb_dim(self):
