@@ -85,3 +85,23 @@ def test_global_normalisation_uses_dataset_statistics_not_per_note():
     out = norm(batch, torch.ones(4))
     # Per-note normalisation would map both notes to zero; global keeps them apart.
     assert out[:2].mean() < -0.5 < 0.5 < out[2:].mean()
+
+
+def test_dynamic_range_makes_log_energies_level_relative_and_floored():
+    torch.manual_seed(0)
+    layer = TransformLayer(out_channels=40, kernel_size=401, stride=160, dynamic_range_db=60)
+    t = torch.arange(16000) / 16000
+    tone = 0.5 * torch.sin(2 * torch.pi * 440 * t) * torch.exp(-3 * t)
+    tone[12000:] = 0.0  # a digitally silent tail, as rendered notes have
+    feats = layer(tone[None])
+    floor = -60 * torch.log(torch.tensor(10.0)) / 10
+    assert feats.max().item() == pytest.approx(0.0, abs=1e-6) and feats.min().item() == pytest.approx(floor.item())
+    # A gain changes nothing; white noise at -70 dBFS lies under the floor almost everywhere.
+    assert torch.allclose(layer((0.1 * tone)[None]), feats, atol=1e-4)
+    noisy = tone + 10 ** (-70 / 20) * torch.randn(16000)
+    assert (layer(noisy[None]) - feats).abs().mean() < 0.05
+    # Without it (the default): absolute log energies, which the same noise moves a lot.
+    plain = TransformLayer(out_channels=40, kernel_size=401, stride=160)
+    assert (plain(noisy[None]) - plain(tone[None])).abs().mean() > 1.0
+    with pytest.raises(ValueError, match="dynamic_range_db"):
+        TransformLayer(out_channels=8, kernel_size=101, stride=160, dynamic_range_db=0)

@@ -107,6 +107,14 @@ class TransformLayer(SincConv):
         MIDI number of the first filter when ``init_type="midi"``.
     log_floor : float
         Added to energies before the log, so silence maps to a finite value.
+    dynamic_range_db : float, optional
+        ``log_energy`` only: features relative to the clip's loudest (frame,
+        filter) energy, floored ``dynamic_range_db`` below it, as the top-dB clamp
+        of common dB conversions does (SpeechBrain's ``Fbank`` clamps at 80 dB).
+        The output is then ``log max(E / E_max, 10 ** (-dynamic_range_db / 10))``:
+        a gain leaves it unchanged, and what lies that far below the loudest part
+        (a -70 dBFS noise floor, quantisation noise, a digitally silent tail) no
+        longer shapes it. None: absolute log energies (``log(E + log_floor)``).
 
     Example
     -------
@@ -130,6 +138,7 @@ class TransformLayer(SincConv):
         min_band_hz=5.0,
         lowest_note=0,
         log_floor=1e-6,
+        dynamic_range_db=None,
     ):
         if init_type not in INIT_TYPES:
             raise ValueError(f"init_type must be one of {INIT_TYPES}, got {init_type!r}")
@@ -152,6 +161,9 @@ class TransformLayer(SincConv):
         )
         self.output = output
         self.log_floor = log_floor
+        if dynamic_range_db is not None and dynamic_range_db <= 0:
+            raise ValueError(f"dynamic_range_db must be positive or None, got {dynamic_range_db}")
+        self.dynamic_range_db = dynamic_range_db
         self.n_fft = 2 ** math.ceil(math.log2(kernel_size))
         self.register_buffer("stft_window", torch.hann_window(kernel_size), persistent=False)
 
@@ -216,7 +228,12 @@ class TransformLayer(SincConv):
         filters = self._get_sinc_filters()[:, 0, :]  # [out_channels, kernel_size]
         response = torch.fft.rfft(filters, n=self.n_fft).abs() ** 2  # [out, bins]
         energy = torch.matmul(power.transpose(1, 2), response.t()) / self.n_fft
-        return torch.log(energy + self.log_floor)
+        if self.dynamic_range_db is None:
+            return torch.log(energy + self.log_floor)
+        # Per clip: relative to its loudest (frame, filter) energy, at most dynamic_range_db below it
+        # (no absolute floor, so a gain changes nothing; an all-zero clip maps to the floor).
+        peak = energy.detach().amax(dim=(1, 2), keepdim=True).clamp(min=torch.finfo(energy.dtype).tiny)
+        return torch.log((energy / peak).clamp(min=10 ** (-self.dynamic_range_db / 10)))
 
 
 class GlobalNormalization(InputNormalization):
