@@ -29,7 +29,7 @@ import tempfile
 import numpy as np
 import soundfile as sf
 
-from timbre_lobes.atomic import atomic_open, write_json
+from timbre_lobes.atomic import atomic_open, save_figure, write_json
 
 #: Copy kinds: name -> (how the copy is made, format, subtype).
 COPIES = {
@@ -171,10 +171,7 @@ def plot(report, path):
     ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def parse_args(argv):

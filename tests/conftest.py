@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny NSynth-format corpus made on the fly, and paths to shared samples."""
 
+import json
 import os
 import sys
 
@@ -26,3 +27,15 @@ def shared_nsynth():
     if not os.path.isdir(folder):
         pytest.fail(f"shared NSynth sample missing: {folder}")
     return folder
+
+
+def rewrite_examples(root, change, splits=("train", "valid", "test")):
+    """Applies ``change(metadata)`` to every note record of a corpus's ``examples.json`` files, in place."""
+    for split in splits:
+        path = os.path.join(root, f"nsynth-{split}", "examples.json")
+        with open(path) as handle:
+            examples = json.load(handle)
+        for meta in examples.values():
+            change(meta)
+        with open(path, "w") as handle:
+            json.dump(examples, handle)

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import rewrite_examples
 from nsynth_prepare import MANIFEST_FIELDS, DataFolderError, prepare_nsynth
 
 from timbre_lobes.data.nsynth_labels import FAMILIES
@@ -235,12 +236,7 @@ def test_categories_other_than_nsynth_families_make_their_own_label_space(tiny_c
     data = tmp_path / "data"
     shutil.copytree(tiny_corpus, data)
     rename = {"bass": "winds", "brass": "strings", "flute": "percussion", "guitar": "strings"}
-    for split in ("train", "valid", "test"):
-        path = data / f"nsynth-{split}" / "examples.json"
-        examples = json.loads(path.read_text())
-        for meta in examples.values():
-            meta["instrument_family_str"] = rename[meta["instrument_family_str"]]
-        path.write_text(json.dumps(examples))
+    rewrite_examples(data, lambda meta: meta.update(instrument_family_str=rename[meta["instrument_family_str"]]))
     manifests = prepare_nsynth(str(data), str(tmp_path / "save"))
     assert read_label_file(tmp_path / "save" / "family_encoder.txt") == ["percussion", "strings", "winds"]
     assert {r["family"] for r in read_csv(manifests["test"])} <= {"percussion", "strings", "winds"}

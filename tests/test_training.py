@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, rewrite_examples
 from hyperpyyaml import load_hyperpyyaml
 from test_recipe_nsynth import TINY, run_recipe
 
@@ -28,12 +28,7 @@ def three_class_corpus(tiny_corpus, tmp_path_factory):
     """The tiny corpus with its families renamed to three categories NSynth does not have."""
     root = tmp_path_factory.mktemp("three") / "corpus"
     shutil.copytree(tiny_corpus, root)
-    for split in ("train", "valid", "test"):
-        path = root / f"nsynth-{split}" / "examples.json"
-        examples = json.loads(path.read_text())
-        for meta in examples.values():
-            meta["instrument_family_str"] = RENAME[meta["instrument_family_str"]]
-        path.write_text(json.dumps(examples))
+    rewrite_examples(root, lambda meta: meta.update(instrument_family_str=RENAME[meta["instrument_family_str"]]))
     return root
 
 
@@ -174,12 +169,7 @@ def _value(arg):
 def _relabelled_copy(corpus, dest, suffix):
     """The corpus with every instrument renamed: other instruments, same audio."""
     shutil.copytree(corpus, dest)
-    for split in ("train", "valid", "test"):
-        path = dest / f"nsynth-{split}" / "examples.json"
-        examples = json.loads(path.read_text())
-        for meta in examples.values():
-            meta["instrument_str"] += suffix
-        path.write_text(json.dumps(examples))
+    rewrite_examples(dest, lambda meta: meta.update(instrument_str=meta["instrument_str"] + suffix))
     return dest
 
 

@@ -118,3 +118,17 @@ def _swap_in(new, final):
         os.rename(old, final)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def save_figure(fig, path, dpi=100):
+    """Saves a matplotlib figure to ``path`` atomically (a picture cut short never replaces one) and closes it."""
+    import matplotlib.pyplot as plt
+
+    tmp = f"{path}.tmp{os.path.splitext(path)[1]}"
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)

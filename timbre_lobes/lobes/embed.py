@@ -25,17 +25,7 @@ def embed_waveforms(modules, wavs, lens, epoch=None):
     torch.Tensor
         [batch, 1, emb_dim] embeddings.
 
-    Example
-    -------
-    >>> import torch
-    >>> from timbre_lobes.lobes.encoder import ResNetLDE
-    >>> from timbre_lobes.lobes.frontend import GlobalNormalization, TransformLayer
-    >>> modules = {"compute_features": TransformLayer(out_channels=8, kernel_size=101, stride=160),
-    ...            "mean_var_norm": GlobalNormalization(),
-    ...            "embedding_model": ResNetLDE(in_bins=8, channels=[4, 8], blocks=[1, 1], strides=[1, 2],
-    ...                                         lde_components=2, lin_neurons=16)}
-    >>> embed_waveforms(modules, torch.rand(3, 8000), torch.ones(3)).shape
-    torch.Size([3, 1, 16])
+    Example: see :func:`embed_unpadded`.
     """
     feats = modules["compute_features"](wavs)
     if epoch is None:

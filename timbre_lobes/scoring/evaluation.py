@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, f1_score
 
-from timbre_lobes.atomic import write_json
+from timbre_lobes.atomic import save_figure, write_json
 from timbre_lobes.data.nsynth_labels import FAMILIES
 from timbre_lobes.scoring.verification import eer_and_min_dcf, score_trials
 
@@ -181,10 +181,7 @@ def plot_confusion(matrix, path, title="", labels=FAMILIES):
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="share of the true family's notes")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def format_results_table(records):

@@ -68,7 +68,8 @@ def _positive_int(text):
     return value
 
 
-def _add_model_arguments(parser, batch=True):
+def add_model_folder_arguments(parser):
+    """``--model DIR`` (alias ``--source``) and ``--device``, as every verb that loads a model takes them."""
     parser.add_argument(
         "--model",
         "--source",
@@ -78,6 +79,10 @@ def _add_model_arguments(parser, batch=True):
         help=f"exported model folder (default: {DEFAULT_MODEL}, made by `make demo`)",
     )
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
+
+
+def _add_model_arguments(parser, batch=True):
+    add_model_folder_arguments(parser)
     parser.add_argument(
         "--max-seconds",
         type=float,

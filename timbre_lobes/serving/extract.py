@@ -34,6 +34,7 @@ import numpy as np
 
 from timbre_lobes.atomic import atomic_open, write_json
 from timbre_lobes.data.nsynth_labels import SAMPLE_RATE
+from timbre_lobes.serving.cli import add_model_folder_arguments
 
 #: Columns of ``labels.csv``.
 LABEL_FIELDS = ["id", "path", "instrument", "family", "source", "pitch", "velocity", "qualities", "duration"]
@@ -207,17 +208,9 @@ def add_extract_parser(subparsers):
         description=__doc__.split("\n")[0],
     )
     parser.add_argument("data_folder", help="examples.json + audio/ (or a corpus root: its nsynth-test/)")
-    parser.add_argument(
-        "--model",
-        "--source",
-        dest="model",
-        default=None,
-        metavar="DIR",
-        help="exported model folder (default: results/demo/model, made by `make demo`)",
-    )
+    add_model_folder_arguments(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--batch-size", type=int, default=32, help="notes embedded at once (default 32)")
-    parser.add_argument("--device", default=None, help="torch device (default: cpu)")
     parser.add_argument("--no-reuse", action="store_true", help="embed again even if --out holds this result")
     parser.set_defaults(func=run_extract)
     return parser
