@@ -4,13 +4,12 @@
 PYTHON ?= python3
 APT_PACKAGES = libfluidsynth3 libsndfile1 fluid-soundfont-gm timgm6mb-soundfont opl3-soundfont musescore-general-soundfont
 DEMO_OUT ?= results/demo
-# The CPU-sized transMel of the demo: every size is a YAML key, so this is only overrides.
-# Plain softmax heads, a 20 ms hop and no augmentation: on this budget they learn far faster than
-# the paper's angular margins (docs/experiments/README.md).
-DEMO_OVERRIDES ?= --batch_size=32 --eval_batch_size=32 --num_workers=2 --crop_seconds=1.5 \
-	--crop_max_start=1.0 --n_filters=80 --hop_samples=320 --resnet_channels=[16,32,64,128] \
-	--resnet_blocks=[1,1,1,1] --resnet_strides=[2,2,2,2] --freq_collapse=mean --emb_dim=256 \
-	--head_type=linear --augment_prob=0.0 --lr=0.002 --lr_final=0.0002 --number_of_epochs=12
+# The CPU-sized transMel of the demo: every size is a YAML key, so this is only overrides, read from
+# the CPU budget (DEMO_BUDGET's common, systems.transMel and demo lists; see benchmarks/budget.py) when
+# the demo runs. Plain softmax heads, a 20 ms hop and no augmentation: on this budget they learn far
+# faster than the paper's angular margins (docs/experiments/README.md).
+DEMO_BUDGET ?= benchmarks/cpu_budget.yaml
+DEMO_OVERRIDES ?= $$($(PYTHON) benchmarks/budget.py $(DEMO_BUDGET) transMel --demo)
 
 .PHONY: setup apt pip test lint demo clean-demo
 
@@ -38,5 +37,6 @@ lint:
 demo:
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory setup && \
-	$(PYTHON) recipes/NSynth/train.py hparams/transMel.yaml $(DEMO_OVERRIDES) --output_folder=$(DEMO_OUT) && \
+	overrides="$(DEMO_OVERRIDES)" && \
+	$(PYTHON) recipes/NSynth/train.py hparams/transMel.yaml $$overrides --output_folder=$(DEMO_OUT) && \
 	echo "Demo wall time, set-up and rendering included: $$(( $$(date +%s) - start )) s. Model: $(DEMO_OUT)/model"

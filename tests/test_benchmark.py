@@ -1,8 +1,10 @@
-"""benchmark.py and evaluate.py end to end on the tiny corpus and the real NSynth sample.
+"""benchmarks/benchmark.py and evaluate.py end to end on the tiny corpus and the real NSynth sample.
 
 One benchmark run (2 tiny systems, scenarios rendered + nsynth_real) is shared by the
 tests of this module; the leave-one-SoundFont-out corpus builder is tested on a
-hand-made corpus whose notes carry the renderer's ``soundfont`` field.
+hand-made corpus whose notes carry the renderer's ``soundfont`` field. The CPU budget
+(benchmarks/cpu_budget.yaml) is checked against every system's YAML and the Makefile's
+demo, and the front-end size vocabulary (n_filters, win_ms, hop_ms) against every front end.
 """
 
 import json
@@ -14,9 +16,20 @@ import time
 
 import pytest
 import yaml
-from conftest import REPO, SHARED_DATA, make_nsynth_corpus
+from conftest import REPO, SHARED_DATA
 
-BENCHMARK = os.path.join(REPO, "recipes", "NSynth", "benchmark.py")
+from timbre_lobes.data.synthetic import make_nsynth_corpus
+
+BENCHMARKS = os.path.join(REPO, "benchmarks")
+# The benchmarks' modules (benchmark, budget, profile_systems) import each other as siblings,
+# as `python benchmarks/benchmark.py` lets them.
+sys.path.insert(0, BENCHMARKS)
+BENCHMARK = os.path.join(BENCHMARKS, "benchmark.py")
+BUDGET_PY = os.path.join(BENCHMARKS, "budget.py")
+BUDGET_FILE = os.path.join(BENCHMARKS, "cpu_budget.yaml")
+SYSTEM_YAMLS = sorted(
+    name[: -len(".yaml")] for name in os.listdir(os.path.join(REPO, "hparams")) if name.endswith(".yaml")
+)
 NSYNTH_DEV = os.path.join(SHARED_DATA, "nsynth-test-dev")
 SYSTEMS = ["melspec", "xvector"]
 SCENARIOS = ["rendered", "nsynth_real"]
@@ -142,7 +155,7 @@ def test_other_settings_in_the_same_output_are_refused(benchmark_run):
 
 
 def test_evaluation_on_real_nsynth_notes(benchmark_run):
-    """The nsynth_real scenario is evaluate.py's evaluate_model on the 400 shared NSynth notes."""
+    """The nsynth_real scenario is evaluate_model (timbre_lobes.scoring.evaluate) on the 400 shared NSynth notes."""
     folder = benchmark_run["out"] / "nsynth_real" / "melspec"
     record = json.loads((folder / "results.json").read_text())
     assert record["n_notes"] == 400 and record["n_instruments"] == 25 and record["n_skipped"] == 0
@@ -238,7 +251,9 @@ def test_leave_one_source_out_corpus(soundfont_corpus, tmp_path):
             source = os.path.join(soundfont_corpus, f"nsynth-{meta['corpus_split']}", "audio", f"{note_id}.wav")
             assert os.path.islink(link) and os.path.samefile(link, source)
     manifests = prepare_nsynth(
-        out, str(tmp_path / "save"), enrolments_per_instrument=2, targets_per_note=2, nontargets_per_note=2
+        out,
+        str(tmp_path / "save"),
+        protocol={"enrolments_per_instrument": 2, "targets_per_note": 2, "nontargets_per_note": 2},
     )
     with open(manifests["test"]) as handle:
         assert sum(1 for _ in handle) - 1 == len(splits["test"])
@@ -250,24 +265,53 @@ def test_leave_one_source_out_corpus(soundfont_corpus, tmp_path):
         build_leave_one_source_out(soundfont_corpus, str(tmp_path / "x"), "D.sf2")
 
 
+def _makefile_demo_overrides():
+    """The overrides ``make demo`` gives train.py, as make and the shell expand its DEMO_OVERRIDES."""
+    rule = '_demo_overrides:\n\t@overrides="$(DEMO_OVERRIDES)" && echo $$overrides\n'
+    proc = subprocess.run(
+        [
+            "make",
+            "-s",
+            "--no-print-directory",
+            "-f",
+            "Makefile",
+            "-f",
+            "-",
+            "_demo_overrides",
+            f"PYTHON={sys.executable}",
+        ],
+        input=rule,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
 def _shipped_budgets():
-    """(system, overrides) for every system of benchmark_cpu.yaml, and the Makefile's demo."""
+    """(system, overrides) for every system of the CPU budget file, and its demo."""
     import benchmark
+    import budget
 
     config = benchmark.load_config(benchmark.DEFAULT_CONFIG)
     budgets = [
         (system, benchmark.merge_overrides(config["common"], sizes)) for system, sizes in config["systems"].items()
     ]
-    with open(os.path.join(REPO, "Makefile")) as handle:
-        makefile = handle.read().replace("\\\n", " ")
-    demo = next(line for line in makefile.splitlines() if line.startswith("DEMO_OVERRIDES"))
-    budgets.append(("transMel", demo.split("=", 1)[1].split()))
+    budgets.append(("transMel", budget.system_overrides(budget.load_budget(BUDGET_FILE), "transMel", demo=True)))
     return budgets
+
+
+def test_every_system_is_in_the_budget():
+    import benchmark
+
+    assert sorted(benchmark.load_config(benchmark.DEFAULT_CONFIG)["systems"]) == SYSTEM_YAMLS
 
 
 @pytest.mark.parametrize("system,overrides", _shipped_budgets(), ids=lambda v: v if isinstance(v, str) else "")
 def test_shipped_budgets_set_real_keys_of_each_yaml(system, overrides):
-    """A misspelt key in the benchmark config or the demo would stop a long run at its start, or
+    """A misspelt key in the budget file would stop a long run at its start, or
     (as a new key) change nothing; every override must name a key of the system's YAML and take effect."""
     import profile_systems
     from hyperpyyaml import load_hyperpyyaml
@@ -278,3 +322,96 @@ def test_shipped_budgets_set_real_keys_of_each_yaml(system, overrides):
         hparams = load_hyperpyyaml(fin, values)
     for key, value in values.items():
         assert hparams[key] == value, key
+
+
+def test_the_demo_and_the_benchmark_read_one_budget():
+    """make demo trains what budget.py prints from the budget file: common + transMel's + demo's overrides,
+    which differ from the benchmark's transMel only in the epochs and the benchmark's checkpoint setting."""
+    import benchmark
+    import budget
+
+    proc = subprocess.run(
+        [sys.executable, BUDGET_PY, BUDGET_FILE, "transMel", "--demo"], capture_output=True, text=True, check=True
+    )
+    printed = proc.stdout.split()
+    shipped = budget.load_budget(BUDGET_FILE)
+    assert printed == budget.system_overrides(shipped, "transMel", demo=True)
+    assert _makefile_demo_overrides() == printed
+    config = benchmark.load_config(BUDGET_FILE)
+    bench = dict(
+        arg[2:].split("=", 1) for arg in benchmark.merge_overrides(config["common"], config["systems"]["transMel"])
+    )
+    demo = dict(arg[2:].split("=", 1) for arg in printed)
+    assert {k for k in set(bench) | set(demo) if bench.get(k) != demo.get(k)} == {
+        "number_of_epochs",
+        "ckpt_interval_minutes",
+    }
+    assert demo["number_of_epochs"] == "12" and bench["number_of_epochs"] == "8"
+    # One hop for every system, written once in common; its exceptions are per system.
+    assert "--hop_ms=20" in shipped["common"] and not any("hop" in a for s in shipped["systems"].values() for a in s)
+    unknown = subprocess.run([sys.executable, BUDGET_PY, BUDGET_FILE, "noSuchSystem"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and "no overrides for 'noSuchSystem'" in unknown.stderr and not unknown.stdout
+
+
+def test_budget_file_errors(tmp_path):
+    import budget
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"common": ["--output_folder=x"], "systems": {}}))
+    with pytest.raises(budget.BudgetError, match="output_folder"):
+        budget.load_budget(str(path))
+    path.write_text(yaml.safe_dump({"common": "--lr=0.1"}))
+    with pytest.raises(budget.BudgetError, match="list"):
+        budget.load_budget(str(path))
+    path.write_text(yaml.safe_dump({"systems": {"melspec": ["--seed=1"]}, "demo": ["--bad value"]}))
+    proc = subprocess.run([sys.executable, BUDGET_PY, str(path), "melspec", "--demo"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "white space" in proc.stderr
+
+
+def _frontend_sizes(module):
+    """(filters, window samples, hop samples) of a built front end."""
+    name = type(module).__name__
+    if name == "TransformLayer":
+        return module.out_channels, module.kernel_size, module.stride
+    if name == "Fbank":
+        stft = module.compute_STFT
+        return module.compute_fbanks.n_mels, stft.win_length, stft.hop_length
+    if name == "Leaf":
+        return module.complex_conv.filters, module.complex_conv.kernel_size, module.pooling.stride
+    raise AssertionError(f"unknown front end {name}")
+
+
+#: The paper's sizes, the YAML defaults: filters, window (taps or samples), hop (samples at 16 kHz).
+PAPER_FRONTENDS = {
+    "transMel": (122, 801, 192),
+    "transMIDI": (122, 801, 192),
+    "leaf": (122, 801, 192),
+    "melspec": (128, 800, 192),
+    "xvector": (128, 800, 192),
+    "ecapa": (128, 800, 192),
+}
+
+
+@pytest.mark.parametrize("system", SYSTEM_YAMLS)
+def test_one_front_end_vocabulary(system, tmp_path):
+    """n_filters, win_ms and hop_ms size every front end: the defaults are the paper's, and one
+    override changes the same size in every system (window length + 1 for the odd transform kernels)."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    def sizes(**overrides):
+        with open(os.path.join(REPO, "hparams", f"{system}.yaml")) as fin:
+            hparams = load_hyperpyyaml(fin, dict(overrides, output_folder=str(tmp_path)))
+        return tuple(int(v) for v in _frontend_sizes(hparams["compute_features"]))
+
+    assert sizes() == PAPER_FRONTENDS[system]
+    filters, window, _ = PAPER_FRONTENDS[system]
+    assert sizes(hop_ms=20) == (filters, window, 320)
+    assert sizes(n_filters=40, win_ms=25, hop_ms=10) == (40, window - 400, 160)
+
+
+def test_budget_doctests():
+    import doctest
+
+    import budget
+
+    assert doctest.testmod(budget).failed == 0

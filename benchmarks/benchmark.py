@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Trains and evaluates several systems under one equal budget, side by side.
 
-    python recipes/NSynth/benchmark.py [--systems melspec,transMel,transMIDI,leaf,xvector,ecapa] \\
+    python benchmarks/benchmark.py [--systems melspec,transMel,transMIDI,leaf,xvector,ecapa] \\
         [--scenarios rendered,leave_one_source_out,nsynth_real] [--output results/benchmark] \\
-        [--config recipes/NSynth/benchmark_cpu.yaml] [--corpus corpora/soundfont-default] \\
+        [--config benchmarks/cpu_budget.yaml] [--corpus corpora/soundfont-default] \\
         [--leave_out TimGM6mb.sf2] [--nsynth_real ../shared/data/nsynth-test-dev] [--key=value ...]
 
 Every system is trained by ``recipes/NSynth/train.py hparams/<system>.yaml`` in its
-own process, with the config's ``common`` overrides (the budget: data, epochs,
-batch, crop length, learning rate; the seed is the YAMLs' own), then the system's
-size overrides, then any ``--key=value`` given here (e.g. ``--device=cuda:0``).
+own process, with the config's ``common`` and ``benchmark`` overrides (the budget:
+data, epochs, batch, crop length, learning rate, front-end sizes; the seed is the
+YAMLs' own), then the system's own overrides, then any ``--key=value`` given here
+(e.g. ``--device=cuda:0``). The config is a budget file (``cpu_budget.yaml``, read
+by :mod:`budget`, which ``make demo`` reads too).
 
 Scenarios (each result in ``<output>/<scenario>/<system>/``):
 
@@ -29,7 +31,8 @@ Scenarios (each result in ``<output>/<scenario>/<system>/``):
   label a GM-program guess for an FM patch (an FM "piano" is no piano), so its
   figures mix a synthesis-method shift with label noise.
 * ``nsynth_real``: the model trained in ``rendered``, evaluated with
-  ``evaluate.py`` on real NSynth notes (``--nsynth_real``, by default the 400
+  :func:`timbre_lobes.scoring.evaluate.evaluate_model` (what ``recipes/NSynth/evaluate.py``
+  runs) on real NSynth notes (``--nsynth_real``, by default the 400
   notes of ``../shared/data/nsynth-test-dev``: a development figure).
 
 Cost columns, once per system, from ``profile_systems.py``'s training-step worker
@@ -52,31 +55,30 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
-import yaml
+# Siblings in benchmarks/ (Python puts the script's folder on the path).
+import budget
+import profile_systems
+from budget import RESERVED_KEYS, BudgetError, merge_overrides, override_key
+
+from timbre_lobes.atomic import replaced_folder, write_json
+from timbre_lobes.data.nsynth_labels import SPLITS
+from timbre_lobes.render import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_splits
+from timbre_lobes.scoring.evaluate import evaluate_model
+from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-
-import profile_systems  # noqa: E402
-from evaluate import DEFAULT_PROTOCOL, evaluate_model  # noqa: E402
-
-from timbre_lobes.atomic import write_json  # noqa: E402
-from timbre_lobes.data.nsynth_labels import SPLITS  # noqa: E402
-from timbre_lobes.render import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_splits  # noqa: E402
+REPO = os.path.dirname(HERE)
+TRAIN_PY = os.path.join(REPO, "recipes", "NSynth", "train.py")
 
 SCENARIOS = ("rendered", "leave_one_source_out", "nsynth_real")
-DEFAULT_CONFIG = os.path.join(HERE, "benchmark_cpu.yaml")
+DEFAULT_CONFIG = os.path.join(HERE, "cpu_budget.yaml")
 DEFAULT_CORPUS = os.path.join(REPO, "corpora", "soundfont-default")
 DEFAULT_NSYNTH_REAL = os.path.join(os.path.dirname(REPO), "shared", "data", "nsynth-test-dev")
 DEFAULT_PROFILE = {"steps": 5, "warmup": 2, "embed_repeats": 3, "timeout": 1800}
 #: train.py overrides of the verification protocol, used for evaluate.py's trials too.
 PROTOCOL_KEYS = ("enrol_notes", "enrolments_per_instrument", "targets_per_note", "nontargets_per_note", "trial_seed")
-#: Set by the benchmark itself, never by the config or the command line.
-RESERVED_KEYS = ("data_folder", "output_folder")
 SPEC_FILE = "benchmark_spec.json"
 LEAVE_OUT_FILE = "leave_one_source_out.json"
 
@@ -88,61 +90,35 @@ class BenchmarkError(RuntimeError):
 # --------------------------------------------------------------------------- overrides
 
 
-def override_key(arg):
-    """``--key=value`` -> ``key`` (``--flag`` -> ``flag``).
-
-    Example
-    -------
-    >>> override_key("--resnet_channels=[16,32]")
-    'resnet_channels'
-    """
-    if not arg.startswith("--"):
-        raise BenchmarkError(f"overrides must read --key=value, got {arg!r}")
-    return arg[2:].split("=", 1)[0]
-
-
-def merge_overrides(*groups):
-    """Concatenates override lists, a later ``--key=...`` replacing an earlier one in place.
-
-    SpeechBrain turns overrides into one YAML mapping, where a repeated key is an error.
-
-    Example
-    -------
-    >>> merge_overrides(["--lr=0.1", "--emb_dim=8"], ["--lr=0.2"])
-    ['--lr=0.2', '--emb_dim=8']
-    """
-    merged = {}
-    for group in groups:
-        for arg in group:
-            merged[override_key(arg)] = arg
-    return list(merged.values())
-
-
 def override_values(overrides):
     """``[--key=value]`` -> (run options, {key: value}) as train.py reads them."""
     return profile_systems.cli_to_overrides(list(overrides))
 
 
 def load_config(path):
-    """Reads a benchmark config (see ``benchmark_cpu.yaml``) and checks its shape."""
-    with open(path) as handle:
-        config = yaml.safe_load(handle) or {}
-    common = config.get("common") or []
-    systems = config.get("systems") or {}
-    if not isinstance(common, list) or not isinstance(systems, dict):
-        raise BenchmarkError(f"{path}: 'common' must be a list and 'systems' a mapping of lists")
-    for name, group in [("common", common)] + [(f"systems.{k}", v or []) for k, v in systems.items()]:
-        if not isinstance(group, list):
-            raise BenchmarkError(f"{path}: {name} must be a list of --key=value strings")
-        reserved = [a for a in group if override_key(a) in RESERVED_KEYS]
-        if reserved:
-            raise BenchmarkError(f"{path}: {name} sets {reserved}; the benchmark chooses data and output folders")
-    profile = dict(DEFAULT_PROFILE, **(config.get("profile") or {}))
+    """Reads a budget file (see ``cpu_budget.yaml``) as the benchmark uses it.
+
+    Returns
+    -------
+    dict
+        ``common``: the overrides of every system (the file's ``common`` then its
+        ``benchmark`` list); ``systems``: {system: its overrides};
+        ``leave_out_soundfont``; ``profile`` (:data:`DEFAULT_PROFILE` updated by the file's).
+
+    Raises
+    ------
+    BenchmarkError
+        A budget file of the wrong shape (see :func:`budget.load_budget`).
+    """
+    try:
+        config = budget.load_budget(path)
+    except BudgetError as err:
+        raise BenchmarkError(str(err)) from None
     return {
-        "common": [str(a) for a in common],
-        "systems": {k: [str(a) for a in (v or [])] for k, v in systems.items()},
+        "common": merge_overrides(config["common"], config["benchmark"]),
+        "systems": config["systems"],
         "leave_out_soundfont": config.get("leave_out_soundfont", "TimGM6mb.sf2"),
-        "profile": profile,
+        "profile": dict(DEFAULT_PROFILE, **(config.get("profile") or {})),
     }
 
 
@@ -164,14 +140,15 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
 
     The instruments of ``soundfont`` (the ``soundfont`` field the renderer writes in
     every note's metadata) all go to ``test``; the others are split into ``train``
-    and ``valid`` per family by :func:`timbre_lobes.render.corpus.assign_splits`, in
+    and ``valid`` per family by :func:`timbre_lobes.render.assign_splits`, in
     instrument-number order, which is how ``render_corpus(...,
     leave_out_soundfonts=[soundfont])`` would split them. Each split gets an
     ``examples.json`` (the notes' metadata unchanged, plus ``corpus_split``, the
     split the note had in ``corpus``) and an ``audio/`` folder of symbolic links
     to the corpus's wavs (absolute paths; notes whose wav is missing are left
-    out). The folder is built beside ``out_dir`` and renamed into place; an
-    existing, complete one made from the same inputs is reused.
+    out). The folder is built beside ``out_dir`` and swapped into place
+    (:func:`timbre_lobes.atomic.replaced_folder`); an existing, complete one made
+    from the same inputs is reused, an unfinished one (no marker) is replaced.
 
     Arguments
     ---------
@@ -182,7 +159,7 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
     soundfont : str
         SoundFont file name, with or without its extension (``TimGM6mb.sf2``, ``TimGM6mb``).
     seed, fractions
-        See :func:`timbre_lobes.render.corpus.assign_splits` (the renderer's defaults).
+        See :func:`timbre_lobes.render.assign_splits` (the renderer's defaults).
 
     Returns
     -------
@@ -236,12 +213,7 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
     families = [instruments[name]["instrument_family_str"] for name in order]
     split_of = dict(zip(order, assign_splits(families, seed=seed, fractions=fractions, held_out=held_out)))
 
-    parent, name = os.path.split(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    if os.path.exists(out_dir):  # an unfinished build (no marker)
-        shutil.rmtree(out_dir)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{name}.tmp-")
-    try:
+    with replaced_folder(out_dir) as tmp:  # an unfinished build (no marker) is replaced
         examples = {split: {} for split in SPLITS}
         for note_id in sorted(notes):
             old_split, meta = notes[note_id]
@@ -262,10 +234,6 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
                 "soundfonts": sorted({m["soundfont"] for m in examples[split].values()}),
             }
         write_json(os.path.join(tmp, LEAVE_OUT_FILE), {"options": options, "summary": summary})
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 
@@ -336,7 +304,7 @@ def train_system(system, data_folder, folder, overrides, progress):
     log = os.path.join(folder, "benchmark_train.log")
     cmd = [
         sys.executable,
-        os.path.join(HERE, "train.py"),
+        TRAIN_PY,
         yaml_path,
         *overrides,
         f"--data_folder={os.path.abspath(data_folder)}",
@@ -359,7 +327,7 @@ def train_system(system, data_folder, folder, overrides, progress):
 
 
 def evaluate_real(system, model_folder, nsynth_folder, folder, protocol, device, progress):
-    """evaluate.py's scoring of a rendered-corpus model on real NSynth notes, reused when up to date."""
+    """evaluate_model's scoring of a rendered-corpus model on real NSynth notes, reused when up to date."""
     with open(os.path.join(model_folder, "model_info.json")) as handle:
         model_id = json.load(handle)["model_id"]
     results = os.path.join(folder, "results.json")

@@ -1,23 +1,25 @@
 #!/usr/bin/env python3
 """Measures each system's training and embedding throughput on the CPU, and where the time goes.
 
-    python recipes/NSynth/profile_systems.py [hparams/melspec.yaml hparams/transMel.yaml ...] \\
+    python benchmarks/profile_systems.py [hparams/melspec.yaml hparams/transMel.yaml ...] \\
         [--output=results/profile/profile.json] [--steps=5] \\
         [--batch_size=32 --crop_seconds=1.5 --n_filters=80 ...]
 
 Any ``--key=value`` the script does not know is a YAML override (or a SpeechBrain run
 option), exactly as ``train.py`` takes it, and applies to every system: give CPU-sized
-overrides, as the paper's sizes are a GPU job. For each system it reports, from
-``--steps`` training steps (forward, backward and optimizer step on the TimbreBrain
-of ``train.py``, on random crops):
+overrides, as the paper's sizes are a GPU job (``python benchmarks/budget.py
+benchmarks/cpu_budget.yaml <system>`` prints the benchmark's). For each system it
+reports, from ``--steps`` training steps (forward, backward and optimizer step on
+:class:`timbre_lobes.training.TimbreBrain`, the Brain of ``train.py``, on random crops):
 
 * training examples/s, and the share of a step in augmentation, front end
   (``compute_features``), normalisation, encoder trunk, LDE pooling, embedding layer,
   heads + loss, optimizer step and the rest, each forward + backward. Forward times
   come from module hooks; backward times from the moments the gradient of each stage's
   output is complete (tensor hooks) and the last parameter gradient is accumulated;
-* embedding extraction notes/s for 4 s notes, by batches of ``eval_batch_size`` and
-  one at a time;
+* embedding extraction notes/s for 4 s notes
+  (:func:`timbre_lobes.lobes.embed.embed_waveforms`), by batches of ``eval_batch_size``
+  and one at a time;
 * the peak resident memory (``ru_maxrss``) of the process that ran those steps.
 
 Then, once:
@@ -26,9 +28,10 @@ Then, once:
   ``log_energy``), at the CPU sizes and at the paper's sizes (122 filters, 801 taps,
   stride 192, 4 s crops, ResNet-34; batches of ``--paper_batch_size``). Issue 6 asks
   for at most 10 %;
-* the data loader's waiting share: a real ``DataLoader`` (the YAML's ``num_workers``)
-  over a generated NSynth-format corpus of 4 s notes feeds training steps, and the
-  time blocked in ``next(batch)`` is compared with the whole loop's;
+* the data loader's waiting share: a real ``DataLoader`` (the YAML's ``num_workers``,
+  the training pipeline of :func:`timbre_lobes.training.dataio_prep`) over a generated
+  NSynth-format corpus of 4 s notes feeds training steps, and the time blocked in
+  ``next(batch)`` is compared with the whole loop's;
 * streaming: the peak memory of a short ``train.py`` run (``--memory_steps`` training
   steps, then validation and test) on a corpus and on one with 5 times the instruments.
   The training pipeline reads only each crop from disk, so the audio is never held;
@@ -38,10 +41,11 @@ Then, once:
 
 Each measurement runs in its own process, so peak memories do not mix. Prints a
 markdown table and writes everything, with the machine, to ``--output`` (JSON).
-The synthetic corpora come from ``tests/conftest.py`` (``make_nsynth_corpus``).
+The synthetic corpora come from :func:`timbre_lobes.data.synthetic.make_nsynth_corpus`.
 """
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -53,9 +57,13 @@ import sys
 import tempfile
 import time
 
+from timbre_lobes.data.nsynth_labels import FAMILIES, SPLITS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+REPO = os.path.dirname(HERE)
+TRAIN_PY = os.path.join(REPO, "recipes", "NSynth", "train.py")
+#: Family head size of the random batches: NSynth's families.
+N_FAMILIES = len(FAMILIES)
 
 DEFAULT_SYSTEMS = ["hparams/melspec.yaml", "hparams/transMel.yaml", "hparams/transMIDI.yaml"]
 COMPONENTS = [
@@ -85,21 +93,38 @@ def load_hparams(yaml_path, overrides):
         return load_hyperpyyaml(handle, overrides)
 
 
-def build_brain(hparams, n_instruments, run_opts):
-    """train.py's TimbreBrain with its instrument head sized for ``n_instruments``."""
-    import train
+def label_spaces(n_instruments, families=FAMILIES):
+    """Made-up label spaces that size the heads: ``n_instruments`` instruments, NSynth's families."""
+    from speechbrain.dataio.encoder import CategoricalEncoder
 
-    head = hparams["instrument_head"](out_neurons=n_instruments)
-    modules = dict(hparams["modules"], instrument_head=head)
-    brain = train.TimbreBrain(
-        modules=modules, opt_class=hparams["opt_class"], hparams=hparams, run_opts=dict(run_opts), checkpointer=None
+    labels = {"instrument": CategoricalEncoder(), "family": CategoricalEncoder()}
+    labels["instrument"].update_from_iterable(f"instrument{i}" for i in range(n_instruments))
+    labels["family"].update_from_iterable(families)
+    return labels
+
+
+def build_brain(hparams, labels, run_opts):
+    """train.py's Brain (:class:`timbre_lobes.training.TimbreBrain`), heads sized by ``labels``.
+
+    ``labels``: ``{"instrument": CategoricalEncoder, "family": CategoricalEncoder}``
+    (from :func:`label_spaces` or :func:`timbre_lobes.training.dataio_prep`).
+    """
+    from timbre_lobes import training
+
+    training.add_heads(hparams, labels)
+    brain = training.TimbreBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=dict(run_opts),
+        checkpointer=None,
     )
     brain.on_fit_start()  # creates the optimizer
     brain.modules.train()
     return brain
 
 
-def random_batch(hparams, batch_size, seconds, n_instruments, generator):
+def random_batch(hparams, batch_size, seconds, n_instruments, generator, n_families=N_FAMILIES):
     import torch
     from speechbrain.dataio.batch import PaddedBatch
 
@@ -111,7 +136,7 @@ def random_batch(hparams, batch_size, seconds, n_instruments, generator):
                 "id": f"note{i}",
                 "sig": 0.1 * torch.randn(samples, generator=generator),
                 "instrument_encoded": torch.randint(n_instruments, (1,), generator=generator),
-                "family_label": torch.randint(hparams["n_families"], (1,), generator=generator),
+                "family_encoded": torch.randint(n_families, (1,), generator=generator),
             }
         )
     return PaddedBatch(items)
@@ -249,15 +274,15 @@ def time_embedding(brain, hparams, batch_size, repeats, generator):
     """Notes/s of embedding extraction (front end, normalisation, encoder) for 4 s notes."""
     import torch
 
+    from timbre_lobes.lobes.embed import embed_waveforms
+
     modules = brain.modules
     modules.eval()
     wavs = 0.1 * torch.randn(batch_size, int(NOTE_SECONDS * hparams["sample_rate"]), generator=generator)
     lens = torch.ones(batch_size)
 
     def embed():
-        feats = modules["compute_features"](wavs)
-        feats = modules["mean_var_norm"](feats, lens, epoch=hparams["epoch_counter"].current)
-        return modules["embedding_model"](feats, lens)
+        return embed_waveforms(modules, wavs, lens, epoch=hparams["epoch_counter"].current)
 
     with torch.no_grad():
         embed()  # warm-up
@@ -281,7 +306,7 @@ def worker_train(spec):
     generator = torch.Generator().manual_seed(0)
     hparams = load_hparams(spec["yaml"], spec["overrides"])
     n_instruments = spec["n_instruments"]
-    brain = build_brain(hparams, n_instruments, spec["run_opts"])
+    brain = build_brain(hparams, label_spaces(n_instruments), spec["run_opts"])
     batch_size = hparams["batch_size"]
     crop = hparams["crop_seconds"]
     batches = [
@@ -318,24 +343,15 @@ def worker_loader(spec):
     """Share of training-loop time spent waiting on a real DataLoader over a corpus on disk."""
     import speechbrain as sb
     import torch
-    import train
-    from nsynth_prepare import prepare_nsynth
+
+    from timbre_lobes import training
 
     torch.manual_seed(0)
     hparams = load_hparams(spec["yaml"], spec["overrides"])
     hparams["save_folder"] = spec["save_folder"]
-    prepare_nsynth(
-        data_folder=spec["corpus"],
-        save_folder=spec["save_folder"],
-        sample_rate=hparams["sample_rate"],
-        enrol_notes=hparams["enrol_notes"],
-        enrolments_per_instrument=2,
-        targets_per_note=2,
-        nontargets_per_note=2,
-        trial_seed=hparams["trial_seed"],
-    )
-    datasets, encoder = train.dataio_prep(hparams, spec["corpus"])
-    brain = build_brain(hparams, len(encoder), spec["run_opts"])
+    write_manifests(spec["corpus"], spec["save_folder"], hparams["sample_rate"])
+    datasets, labels = training.dataio_prep(hparams, spec["corpus"])
+    brain = build_brain(hparams, labels, spec["run_opts"])
     loader = sb.dataio.dataloader.make_dataloader(datasets["train"], **hparams["train_dataloader_opts"])
     waits, steps = [], []
     iterator = iter(loader)
@@ -362,6 +378,28 @@ def worker_loader(spec):
         "mean_wait_seconds": wait / max(1, len(waits) - 1),
         "mean_step_seconds": work / max(1, len(steps) - 1),
     }
+
+
+def write_manifests(corpus, save_folder, sample_rate):
+    """The manifests and label files :func:`timbre_lobes.training.dataio_prep` reads, for a corpus.
+
+    What ``recipes/NSynth/nsynth_prepare.py`` writes, less the verification trials
+    (nothing is evaluated here): ``<split>.csv`` for each split, the family and
+    instrument label files.
+    """
+    from timbre_lobes import training
+    from timbre_lobes.data.nsynth import family_label_space, read_nsynth_folder, write_label_file
+
+    os.makedirs(save_folder, exist_ok=True)
+    rows = {s: read_nsynth_folder(os.path.join(corpus, f"nsynth-{s}"), corpus, sample_rate) for s in SPLITS}
+    for split, split_rows in rows.items():
+        with open(os.path.join(save_folder, f"{split}.csv"), "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(split_rows[0]))
+            writer.writeheader()
+            writer.writerows(split_rows)
+    families = family_label_space(r["family"] for split_rows in rows.values() for r in split_rows)
+    write_label_file(families, os.path.join(save_folder, training.FAMILY_LABELS))
+    write_label_file([r["instrument"] for r in rows["train"]], os.path.join(save_folder, training.INSTRUMENT_LABELS))
 
 
 def worker_manifest(spec):
@@ -404,8 +442,6 @@ def worker_manifest(spec):
 
 def full_size_manifest(small_csv, path, rows):
     """A manifest of ``rows`` notes cycling over a small one's (IDs made unique)."""
-    import csv
-
     with open(small_csv, newline="") as handle:
         small = list(csv.DictReader(handle))
     with open(path, "w", newline="") as handle:
@@ -468,26 +504,34 @@ class PeakTreeMemory:
             time.sleep(self.interval)
 
 
-MEMORY_WRAPPER = """
-import json, resource, runpy, sys
-sys.path.insert(0, {here!r})
-from profile_systems import PeakTreeMemory
+def run_script_measured(argv):
+    """Runs ``python <argv[0]> <argv[1:]>`` in this process, then prints its peak memories (``RESULT {json}``).
 
-import speechbrain.core
-# SpeechBrain 1.1.2 reads --optimizer_step_limit from the command line as a string.
-init = speechbrain.core.Brain.__init__
-def brain_init(self, *args, **kwargs):
-    init(self, *args, **kwargs)
-    if isinstance(self.optimizer_step_limit, str):
-        self.optimizer_step_limit = int(self.optimizer_step_limit)
-speechbrain.core.Brain.__init__ = brain_init
+    The script runs as the interpreter would run it: as ``__main__``, with
+    ``sys.argv`` = ``argv`` and the script's folder first on the module search path
+    (where ``recipes/NSynth/train.py`` finds its sibling ``nsynth_prepare``), in
+    place of this file's folder. SpeechBrain's ``Brain`` is patched first, because
+    SpeechBrain 1.1.2 reads ``--optimizer_step_limit`` from the command line as a string.
+    """
+    import runpy
 
-watcher = PeakTreeMemory()
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-me, kids = (resource.getrusage(w).ru_maxrss / 1024 for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-print("RESULT " + json.dumps({{"main_rss_mb": me, "largest_child_rss_mb": kids, "tree_pss_mb": watcher.peak_mb}}))
-"""
+    import speechbrain.core
+
+    init = speechbrain.core.Brain.__init__
+
+    def brain_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if isinstance(self.optimizer_step_limit, str):
+            self.optimizer_step_limit = int(self.optimizer_step_limit)
+
+    speechbrain.core.Brain.__init__ = brain_init
+    watcher = PeakTreeMemory()
+    script = os.path.abspath(argv[0])
+    sys.argv = [script, *argv[1:]]
+    sys.path[0] = os.path.dirname(script)
+    runpy.run_path(script, run_name="__main__")
+    me, kids = (resource.getrusage(w).ru_maxrss / 1024 for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    print("RESULT " + json.dumps({"main_rss_mb": me, "largest_child_rss_mb": kids, "tree_pss_mb": watcher.peak_mb}))
 
 
 def train_py_peak_memory(yaml_path, cli_overrides, corpus, out, timeout):
@@ -500,9 +544,9 @@ def train_py_peak_memory(yaml_path, cli_overrides, corpus, out, timeout):
     """
     cmd = [
         sys.executable,
-        "-c",
-        MEMORY_WRAPPER.format(here=HERE),
-        os.path.join(HERE, "train.py"),
+        os.path.abspath(__file__),
+        "--_run_script",
+        TRAIN_PY,
         yaml_path,
         f"--data_folder={corpus}",
         f"--output_folder={out}",
@@ -527,8 +571,7 @@ def corpus_audio_mb(root):
 
 
 def make_corpus(root, instruments):
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    from conftest import make_nsynth_corpus
+    from timbre_lobes.data.synthetic import make_nsynth_corpus
 
     if not os.path.isdir(root):
         make_nsynth_corpus(root, instruments_per_split=instruments, seconds=NOTE_SECONDS)
@@ -841,5 +884,7 @@ if __name__ == "__main__":
         task, spec = sys.argv[2], json.loads(sys.argv[3])
         result = {"train": worker_train, "loader": worker_loader, "manifest": worker_manifest}[task](spec)
         print("RESULT " + json.dumps(result))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--_run_script":
+        run_script_measured(sys.argv[2:])
     else:
         main(sys.argv[1:])
