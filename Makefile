@@ -1,5 +1,6 @@
 # timbre-lobes: set-up, tests and the CPU demo.
-#   make demo   install what is missing, render the SoundFont corpus, train and evaluate transMel on the CPU
+#   make demo   install what is missing, render the SoundFont corpus, train and evaluate transMel on the CPU,
+#               then score it on the real recordings in ../shared/data
 #   make test   install what is missing, check style (ruff) and run the test suite
 PYTHON ?= python3
 APT_PACKAGES = libfluidsynth3 libsndfile1 fluid-soundfont-gm timgm6mb-soundfont opl3-soundfont musescore-general-soundfont
@@ -39,4 +40,6 @@ demo:
 	$(MAKE) --no-print-directory setup && \
 	overrides="$(DEMO_OVERRIDES)" && \
 	$(PYTHON) recipes/NSynth/train.py hparams/transMel.yaml $$overrides --output_folder=$(DEMO_OUT) && \
-	echo "Demo wall time, set-up and rendering included: $$(( $$(date +%s) - start )) s. Model: $(DEMO_OUT)/model"
+	echo "Demo wall time, set-up and rendering included: $$(( $$(date +%s) - start )) s. Model: $(DEMO_OUT)/model" && \
+	echo "The same model on the real recordings in ../shared/data (when present):" && \
+	$(PYTHON) benchmarks/real_samples.py --model $(DEMO_OUT)/model
