@@ -126,3 +126,37 @@ def test_eer_and_min_dcf_match_speechbrain():
     sb_dcf, _ = minDCF(torch.tensor(pos), torch.tensor(neg))
     assert abs(ours["eer"] - sb_eer) < 0.005
     assert abs(ours["min_dcf"] * 0.01 - sb_dcf) < 1e-4  # ours is normalised by p_target = 0.01
+
+
+def test_adaptive_s_norm_standardises_each_side_against_its_top_cohort_scores():
+    from timbre_lobes.scoring.verification import adaptive_s_norm
+
+    g = torch.Generator().manual_seed(1)
+    enrol, test, cohort = (torch.nn.functional.normalize(torch.randn(n, 6, generator=g), dim=1) for n in (4, 4, 30))
+    raw = (enrol * test).sum(dim=1)
+    got = adaptive_s_norm(raw, enrol, test, cohort, top_k=5)
+    e_top = np.sort((enrol @ cohort.T).numpy(), axis=1)[:, -5:]
+    t_top = np.sort((test @ cohort.T).numpy(), axis=1)[:, -5:]
+    want = 0.5 * (
+        (raw.numpy() - e_top.mean(1)) / e_top.std(1, ddof=1) + (raw.numpy() - t_top.mean(1)) / t_top.std(1, ddof=1)
+    )
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_s_norm_removes_an_enrolments_score_offset():
+    """A 'hub' enrolment that scores high against everyone: s-norm shrinks its offset (its enrolment half removes it)."""
+    from timbre_lobes.scoring.verification import score_trials
+
+    rng = np.random.default_rng(0)
+    hub = np.ones(16)
+    cohort = rng.standard_normal((200, 16)) + 0.8 * hub  # the population leans towards the hub
+    notes = {f"n{i}": rng.standard_normal(16) + 0.8 * hub for i in range(40)}
+    notes["hub"] = 2 * hub + 0.3 * rng.standard_normal(16)
+    notes["plain"] = rng.standard_normal(16)
+    enrolments = {"hub": ["hub"], "plain": ["plain"]}
+    trials = [(0, e, f"n{i}") for e in enrolments for i in range(40)]
+    _, raw = score_trials(notes, enrolments, trials)
+    _, normed = score_trials(notes, enrolments, trials, cohort=cohort, top_k=50)
+    gap_raw = abs(raw[:40].mean() - raw[40:].mean())
+    gap_norm = abs(normed[:40].mean() - normed[40:].mean()) / normed.std()
+    assert gap_raw / raw.std() > 1.0 and gap_norm < 0.6 * gap_raw / raw.std()

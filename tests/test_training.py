@@ -50,6 +50,7 @@ def test_three_made_up_classes_train_evaluate_and_export(three_class_corpus, tmp
     run_recipe("transMel", three_class_corpus, out)
     results = json.loads((out / "results.json").read_text())
     assert results["families_present"] == CLASSES
+    assert 0 <= results["EER_snorm"] <= 100 and results["minDCF_snorm"] <= 1.0  # s-norm against the head's prototypes
     assert np.asarray(results["family_confusion"]).shape == (3, 3)
     # The family head has one row per category, and the export says which.
     model = TimbreEncoder.from_hparams(source=str(out / "model"), run_opts={"device": "cpu"})

@@ -117,7 +117,11 @@ class TimbreBrain(sb.core.Brain):
             os.path.join(self.hparams.save_folder, f"{split}_enrolments.txt"),
             os.path.join(self.hparams.save_folder, f"{split}_trials.txt"),
         )
-        stats = evaluation.evaluate_collected(self.collected, enrolments, trials, labels=self.family_labels)
+        # Impostor cohort of the s-norm: the training instruments' prototypes, the instrument head's rows.
+        cohort = head_prototypes(self.modules["instrument_head"])
+        stats = evaluation.evaluate_collected(
+            self.collected, enrolments, trials, labels=self.family_labels, cohort=cohort
+        )
         stats["loss"] = stage_loss
         if stage == sb.Stage.VALID:
             old_lr, new_lr = self.hparams.lr_annealing(epoch)
@@ -136,7 +140,11 @@ class TimbreBrain(sb.core.Brain):
         else:
             self.hparams.train_logger.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
-                test_stats={k: stats[k] for k in ("EER", "minDCF", "family_micro_f1", "family_macro_f1")},
+                test_stats={
+                    k: stats[k]
+                    for k in ("EER", "minDCF", "EER_snorm", "family_micro_f1", "family_macro_f1")
+                    if k in stats
+                },
             )
             self.test_stats = stats
 
@@ -318,11 +326,18 @@ def add_heads(hparams, labels):
             hparams["checkpointer"].add_recoverable(key, head)
 
 
-def _head_rows(head):
+def head_prototypes(head):
+    """A classification head's class prototypes: its weight rows, [n_classes, emb_dim] on the CPU (None if none)."""
+    head = getattr(head, "module", head)  # DDP
     weight = getattr(head, "weight", None)
     if weight is None:
         weight = next((m.weight for m in head.modules() if isinstance(m, torch.nn.Linear)), None)
-    return None if weight is None else int(weight.shape[0])
+    return None if weight is None else weight.detach().float().cpu()
+
+
+def _head_rows(head):
+    prototypes = head_prototypes(head)
+    return None if prototypes is None else int(prototypes.shape[0])
 
 
 def initialise_from_pretrained(hparams):

@@ -111,7 +111,12 @@ def evaluate_model(
     write_trials(
         enrolments, trials, os.path.join(output_folder, "enrolments.txt"), os.path.join(output_folder, "trials.txt")
     )
-    stats = evaluation.evaluate_collected(collector, enrolments, trials, labels=labels)
+    cohort = None
+    if "instrument_head" in model.mods:  # s-norm cohort: the training instruments' prototypes
+        from timbre_lobes.training import head_prototypes
+
+        cohort = head_prototypes(model.mods["instrument_head"])
+    stats = evaluation.evaluate_collected(collector, enrolments, trials, labels=labels, cohort=cohort)
 
     info = _model_info(model_folder)
     record = evaluation.results_record(

@@ -77,12 +77,15 @@ def family_scores(true, pred, labels=FAMILIES):
     }
 
 
-def evaluate_collected(collector, enrolments, trials, labels=FAMILIES):
+def evaluate_collected(collector, enrolments, trials, labels=FAMILIES, cohort=None):
     """All evaluation figures from collected embeddings and the split's trial list.
 
     Trials whose notes were not collected (e.g. skipped at preparation) are dropped.
     EER is in percent, as the paper reports it. ``labels`` names the family
     indices (the family head's label space); they are kept as ``family_labels``.
+    With a ``cohort`` ([n, emb_dim] impostor embeddings, e.g. the training
+    instruments' rows of the instrument head), the adaptive-s-norm figures are
+    added as ``EER_snorm``, ``minDCF_snorm`` and ``eer_threshold_snorm``.
     """
     kept = [
         t for t in trials if t[2] in collector.embeddings and all(n in collector.embeddings for n in enrolments[t[1]])
@@ -97,6 +100,12 @@ def evaluate_collected(collector, enrolments, trials, labels=FAMILIES):
         "n_nontarget_trials": int(len(targets) - targets.sum()),
         "n_notes": len(collector.embeddings),
     }
+    if cohort is not None and len(kept):
+        _, normed = score_trials(collector.embeddings, enrolments, kept, cohort=cohort)
+        snorm = eer_and_min_dcf(targets, normed)
+        stats.update(
+            EER_snorm=100.0 * snorm["eer"], minDCF_snorm=snorm["min_dcf"], eer_threshold_snorm=snorm["eer_threshold"]
+        )
     stats.update(family_scores(collector.family_true, collector.family_pred, labels=labels))
     stats["family_labels"] = list(labels)
     return stats

@@ -153,8 +153,8 @@ def read_trials(enrol_path, trials_path):
     return enrolments, trials
 
 
-def score_trials(embeddings, enrolments, trials):
-    """Cosine scores of every trial.
+def score_trials(embeddings, enrolments, trials, cohort=None, top_k=200):
+    """Cosine scores of every trial, raw or adaptive-s-normalised.
 
     Arguments
     ---------
@@ -164,13 +164,19 @@ def score_trials(embeddings, enrolments, trials):
         enrol id -> list of note ids; an enrolment's model is the mean of its
         notes' length-normalised embeddings.
     trials : list of (label, enrol id, note id)
+    cohort : array-like, optional
+        [n_cohort, emb_dim] embeddings of impostors (e.g. the training
+        instruments); given, the scores are adaptive s-norm scores
+        (:func:`adaptive_s_norm`).
+    top_k : int
+        Cohort size of the adaptive s-norm.
 
     Returns
     -------
     labels : np.ndarray
         [n_trials] 0/1.
     scores : np.ndarray
-        [n_trials] cosine similarities.
+        [n_trials] cosine similarities (s-normalised with a cohort).
     """
     note_ids = sorted(embeddings)
     note_index = {n: i for i, n in enumerate(note_ids)}
@@ -186,7 +192,54 @@ def score_trials(embeddings, enrolments, trials):
     n_idx = torch.tensor([note_index[t[2]] for t in trials])
     scores = (models[e_idx] * notes[n_idx]).sum(dim=1)
     labels = np.array([t[0] for t in trials], dtype=np.int64)
+    if cohort is not None:
+        scores = adaptive_s_norm(scores, models[e_idx], notes[n_idx], torch.as_tensor(np.asarray(cohort)), top_k)
     return labels, scores.numpy()
+
+
+def adaptive_s_norm(scores, enrol, test, cohort, top_k=200):
+    """Adaptive symmetric score normalisation (AS-norm), as speaker verification uses it.
+
+    Each side's score is standardised with the mean and standard deviation of
+    its ``top_k`` highest cosine scores against the cohort, and the two are
+    averaged: ``0.5 * ((s - mu_e) / sd_e + (s - mu_t) / sd_t)``. A threshold on
+    the normalised score then means about the same for every enrolment and test
+    sound, whatever their recording conditions (Matejka et al., Interspeech
+    2017; Cumani et al. 2011 for the symmetric s-norm).
+
+    Arguments
+    ---------
+    scores : torch.Tensor
+        [n] cosine scores of (enrol[i], test[i]).
+    enrol, test : torch.Tensor
+        [n, emb_dim] length-normalised embeddings of each trial's two sides.
+    cohort : torch.Tensor
+        [n_cohort, emb_dim] impostor embeddings (normalised here).
+    top_k : int
+        The highest-scoring cohort members used per side (all when fewer).
+
+    Returns
+    -------
+    torch.Tensor
+        [n] normalised scores.
+
+    Example
+    -------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> e, t, c = (torch.nn.functional.normalize(torch.randn(n, 8, generator=g), dim=1) for n in (3, 3, 50))
+    >>> adaptive_s_norm((e * t).sum(1), e, t, c, top_k=10).shape
+    torch.Size([3])
+    """
+    cohort = torch.nn.functional.normalize(cohort.float(), dim=1)
+    k = max(2, min(top_k, cohort.shape[0]))
+
+    def stats(side):
+        top = torch.topk(side.float() @ cohort.t(), k, dim=1).values
+        return top.mean(dim=1), top.std(dim=1).clamp(min=1e-6)
+
+    mu_e, sd_e = stats(enrol)
+    mu_t, sd_t = stats(test)
+    return 0.5 * ((scores - mu_e) / sd_e + (scores - mu_t) / sd_t)
 
 
 def eer_and_min_dcf(labels, scores, p_target=0.01, c_miss=1.0, c_fa=1.0):
