@@ -675,3 +675,27 @@ def test_an_embedding_does_not_depend_on_its_batch_neighbours(model, model_dir, 
     for a, b in zip(records["16"], records["1"], strict=True):
         assert a["family"] == b["family"]
         assert max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in a["probabilities"]) < 1e-4
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_printed_escaped(model_dir, test_notes, tmp_path):
+    """``mod\\xe0 - la notte.wav`` (Latin-1 bytes): classified and embedded like any file, its name escaped."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    name = os.fsdecode(b"mod\xe0 - la notte.wav")  # a str with a surrogate, as Python lists it
+    shutil.copy(test_notes[0], os.path.join(str(folder), name))
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    for verb in (["classify", str(folder)], ["embed", str(folder), "--out", str(tmp_path / "emb")]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "timbre_lobes", *verb, "--model", str(model_dir)],
+            capture_output=True,
+            cwd=REPO,
+            env=env,
+            timeout=300,
+        )
+        out = proc.stdout.decode("utf-8") + proc.stderr.decode("utf-8")
+        assert proc.returncode == 0, out
+        assert "unreadable" not in out and "skipped" not in out, out
+        if verb[0] == "classify":  # it prints each file's name: escaped, not a crash
+            assert "mod\\udce0 - la notte" in out, out
+    index = (tmp_path / "emb" / "index.csv").read_bytes()
+    assert b"mod\xe0 - la notte.wav" in index  # the file's own bytes

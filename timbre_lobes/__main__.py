@@ -7,6 +7,7 @@ arguments. To add a command, append its function to ``COMMANDS``.
 """
 
 import argparse
+import sys
 
 from timbre_lobes.render.cli import add_render_parser
 from timbre_lobes.serving.cli import add_classify_parser, add_embed_parser, add_similar_parser, add_verify_parser
@@ -45,6 +46,10 @@ def main(argv=None):
 
     Missing files and invalid options end the program with their message.
     """
+    # File names that are not valid UTF-8 reach Python as surrogates: print them escaped, never crash.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -160,7 +160,9 @@ def read_audio_file(path, max_seconds=None, block_frames=65536):
     if os.path.getsize(path) == 0:
         raise AudioError(path, "empty file")
     try:
-        with sf.SoundFile(path) as handle:
+        # Through a Python file object: a name that is not valid UTF-8 (kept by Python as surrogates)
+        # opens like any other, where libsndfile's own open would refuse it.
+        with open(path, "rb") as raw, sf.SoundFile(raw) as handle:
             sample_rate, declared = int(handle.samplerate), int(handle.frames)
             low, high = SAMPLE_RATE_RANGE
             if not low <= sample_rate <= high:

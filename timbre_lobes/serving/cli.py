@@ -235,7 +235,7 @@ def run_embed(args):
         embeddings.append(result.embedding)
     if rows:
         probs = model.family_probabilities(np.stack(embeddings))
-        with atomic_open(os.path.join(args.out, "index.csv"), "w", newline="") as handle:
+        with atomic_open(os.path.join(args.out, "index.csv"), "w", newline="", errors="surrogateescape") as handle:
             writer = csv.writer(handle)
             writer.writerow(["file", "embedding", "duration", "family", "family_confidence"])
             for row, p in zip(rows, probs):
