@@ -294,3 +294,17 @@ def test_help_documents_every_option(capsys):
     options += "--seed --fractions --leave-out --synthetic --workers --gain"
     for option in options.split():
         assert option in help_text
+
+
+def test_a_soundfont_with_no_melodic_preset_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    """A drum-kit-only SoundFont lists no preset outside the drum bank: render stops, writes nothing, says why."""
+    from timbre_lobes.render import plan
+
+    monkeypatch.setattr(plan.SoundFontSynth, "presets", lambda self: [])
+    out = tmp_path / "corpus"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["render", "--out", str(out), "--soundfont", "/usr/share/sounds/sf2/TimGM6mb.sf2"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert "no melodic presets to render in TimGM6mb.sf2" in err and "0 presets outside the drum bank" in err
+    assert not (out / "nsynth-train" / "examples.json").exists()

@@ -171,6 +171,13 @@ def plan_corpus(
     >>> plan = plan_corpus(["/usr/share/sounds/sf2/TimGM6mb.sf2"], programs=[0, 1])
     >>> [(i["instrument_str"], i["preset_name"]) for i in plan]
     [('keyboard_acoustic_000', 'Piano 1'), ('keyboard_acoustic_001', 'Piano 2')]
+
+    Raises
+    ------
+    ValueError
+        No SoundFont, duplicate names, an unknown ``leave_out_soundfonts`` or
+        ``programs`` entry, or no melodic preset to render (e.g. a SoundFont of
+        drum kits only; the message lists what each file holds).
     """
     paths = [check_soundfont(path) for path in soundfonts]
     if not paths:
@@ -190,14 +197,16 @@ def plan_corpus(
                 )
         programs = set(programs)
 
-    instruments, numbers = [], {}
+    instruments, numbers, found = [], {}, []
     for path in paths:
         synthetic = _matching(path, synthetic_soundfonts)
         synth = SoundFontSynth(path)
         presets = synth.presets()
         synth.close()
+        without_family = 0
         for bank, program, preset_name in presets:
             family_source = gm_family_source(program, synthetic=synthetic)
+            without_family += family_source is None
             if family_source is None or (programs is not None and program not in programs):
                 continue
             family, source = family_source
@@ -218,6 +227,16 @@ def plan_corpus(
                     "preset_name": preset_name,
                 }
             )
+        found.append(
+            f"{os.path.basename(path)}: {len(presets)} presets outside the drum bank, "
+            f"{without_family} of them with no NSynth family (sound effects)"
+        )
+    if not instruments:
+        chosen = "" if programs is None else f" among programs {sorted(programs)}"
+        raise ValueError(
+            f"no melodic presets to render{chosen} in {', '.join(names)} ({'; '.join(found)}; drum kits are never "
+            "rendered)"
+        )
     splits = assign_splits(
         [i["instrument_family_str"] for i in instruments],
         seed=seed,
