@@ -34,8 +34,7 @@ folder. :func:`timbre_lobes.scoring.evaluate.evaluate_model` does the same from 
 import argparse
 import sys
 
-from timbre_lobes.scoring.evaluate import evaluate_model
-from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL
+from timbre_lobes.scoring.protocol import DEFAULT_PROTOCOL
 
 
 def positive_int(text):
@@ -68,6 +67,8 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
+    from timbre_lobes.scoring.evaluate import evaluate_model  # torch and speechbrain: only past --help
+
     return evaluate_model(
         args.model,
         args.data_folder,

@@ -20,16 +20,7 @@ import torch
 from sklearn.metrics import roc_curve
 
 from timbre_lobes.atomic import atomic_open
-
-#: The verification protocol of every recipe and of ``evaluate``: notes per enrolment,
-#: enrolments per instrument, target and non-target trials per note, and the seed.
-DEFAULT_PROTOCOL = {
-    "enrol_notes": 5,
-    "enrolments_per_instrument": 20,
-    "targets_per_note": 20,
-    "nontargets_per_note": 20,
-    "trial_seed": 1234,
-}
+from timbre_lobes.scoring.protocol import DEFAULT_PROTOCOL
 
 
 def protocol_trials(note_instruments, protocol=None):
