@@ -52,7 +52,11 @@ class TimbreBrain(sb.core.Brain):
     crops of the training notes; each validation pass scores open-set
     verification (EER) on the validation instruments, which selects the
     checkpoint kept as best; the test pass stores its figures in ``test_stats``.
+    Each callable in ``epoch_end_hooks`` is called as ``hook(brain, epoch, valid_stats)``
+    after an epoch's validation and checkpoint (e.g. the RWC recipe's per-epoch test F1).
     """
+
+    epoch_end_hooks = ()
 
     def _wrap_distributed(self):
         """SpeechBrain's DDP wrapping, without SyncBatchNorm when the processes run on CPU.
@@ -137,6 +141,8 @@ class TimbreBrain(sb.core.Brain):
                 min_keys=["EER"],
                 keep_recent=True,
             )
+            for hook in self.epoch_end_hooks:
+                hook(self, epoch, stats)
         else:
             self.hparams.train_logger.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
