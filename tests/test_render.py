@@ -308,3 +308,37 @@ def test_a_soundfont_with_no_melodic_preset_is_a_clear_error(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert "no melodic presets to render in TimGM6mb.sf2" in err and "0 presets outside the drum bank" in err
     assert not (out / "nsynth-train" / "examples.json").exists()
+
+
+MUSESCORE = "/usr/share/sounds/sf3/MuseScore_General.sf3"
+
+
+def test_breath_controlled_presets_sound():
+    """MuseScore_General's bank-17 'Expr.' presets read the breath controller (CC 2): every note sets it."""
+    from timbre_lobes.render.runner import SILENCE_DBFS, loudest_frame_dbfs
+    from timbre_lobes.render.sources import SoundFontSynth
+
+    with SoundFontSynth(MUSESCORE) as synth:
+        expr = [(b, p, n) for b, p, n in synth.presets() if b == 17 and "Expr" in n]
+        assert len(expr) > 20
+        for bank, program, name in expr[:3]:
+            assert loudest_frame_dbfs(synth.render_note(bank, program, 60, 100)) > SILENCE_DBFS + 20, name
+
+
+def test_splits_are_drawn_over_the_presets_that_sound(tmp_path):
+    """The case of the bug report: MuseScore_General, three programs; silent presets never take a split's place."""
+    from timbre_lobes.render import plan
+
+    calls = []
+
+    def sounding(path, bank, program):
+        calls.append((bank, program))
+        return bank != 0  # pretend every bank-0 preset is silent
+
+    kept = plan.plan_corpus([MUSESCORE], programs=[0, 40, 73], sounding=sounding)
+    assert calls and all(i["bank"] != 0 for i in kept) and len(kept) == sum(b != 0 for b, _ in calls)
+    summary = render_corpus(
+        [MUSESCORE], str(tmp_path / "c"), programs=[0, 40, 73], pitch_step=12, pitch_range=(48, 72), velocities=[100]
+    )
+    assert all(summary["instruments"][split] > 0 for split in ("train", "valid", "test")), summary
+    assert summary["silent_instruments"] == 0

@@ -142,10 +142,13 @@ def plan_corpus(
     fractions=DEFAULT_FRACTIONS,
     leave_out_soundfonts=None,
     synthetic_soundfonts=SYNTHETIC_SOUNDFONTS,
+    sounding=None,
 ):
     """Lists the instruments of a corpus with their NSynth names and splits.
 
-    Renders nothing; ``render_corpus`` takes the same arguments.
+    Renders nothing itself; ``render_corpus`` takes the same arguments and
+    passes a ``sounding`` probe, so that splits are drawn over the presets that
+    actually sound (a silent preset never takes a valid or test place).
 
     Arguments
     ---------
@@ -158,6 +161,9 @@ def plan_corpus(
         File names or stems of SoundFonts whose instruments all go to test.
     synthetic_soundfonts : list of str
         File names or stems of SoundFonts whose presets are all synthetic.
+    sounding : callable, optional
+        ``sounding(soundfont_path, bank, program) -> bool``; presets for which it
+        is False are left out before the splits are drawn.
 
     Returns
     -------
@@ -204,10 +210,14 @@ def plan_corpus(
         presets = synth.presets()
         synth.close()
         without_family = 0
+        silent = 0
         for bank, program, preset_name in presets:
             family_source = gm_family_source(program, synthetic=synthetic)
             without_family += family_source is None
             if family_source is None or (programs is not None and program not in programs):
+                continue
+            if sounding is not None and not sounding(path, bank, program):
+                silent += 1
                 continue
             family, source = family_source
             number = numbers.get(family_source, 0)
@@ -229,7 +239,7 @@ def plan_corpus(
             )
         found.append(
             f"{os.path.basename(path)}: {len(presets)} presets outside the drum bank, "
-            f"{without_family} of them with no NSynth family (sound effects)"
+            f"{without_family} of them with no NSynth family (sound effects), {silent} silent"
         )
     if not instruments:
         chosen = "" if programs is None else f" among programs {sorted(programs)}"

@@ -35,7 +35,10 @@ the OPL-3 FM SoundFont (334 instruments) every ``DEMO_PITCH_STEP`` semitones at
 rendered in 45 s on 2 idle CPU cores (65 CPU-seconds).
 
 MuseScore_General's "Expr." presets are played through the breath controller
-(MIDI CC 2), which notes here leave at 0: they are skipped as silent.
+(MIDI CC 2), which every note sets to 127 (at its power-on 0 they are silent).
+Before the splits are drawn, each preset is probed at the grid's lowest, middle
+and highest pitch (``SoundingProbe``): one that sounds at none of them is left
+out, so a silent preset never takes a place in a split.
 
 Workers are started with ``spawn``: a script calling ``render_corpus`` needs
 the usual ``if __name__ == "__main__":`` guard. What they run
@@ -240,6 +243,39 @@ def _check_options(out_dir, options):
         write_json(path, options)
 
 
+class SoundingProbe:
+    """Does a preset sound? Renders it at the grid's lowest, middle and highest pitch.
+
+    A preset sounds when one of these notes is louder than ``silence_dbfs``
+    (:func:`loudest_frame_dbfs`). One synthesizer per SoundFont, kept while the
+    probe lives (call :meth:`close`, or let it go).
+    """
+
+    def __init__(self, pitches, velocity, silence_dbfs=SILENCE_DBFS, gain=DEFAULT_GAIN):
+        self.pitches = sorted({pitches[0], pitches[len(pitches) // 2], pitches[-1]})
+        self.gain = gain
+        self.velocity = velocity
+        self.silence_dbfs = silence_dbfs
+        self._synths = {}
+
+    def __call__(self, soundfont, bank, program):
+        synth = self._synths.get(soundfont)
+        if synth is None:
+            synth = self._synths[soundfont] = SoundFontSynth(soundfont, gain=self.gain)
+        return any(
+            loudest_frame_dbfs(synth.render_note(bank, program, pitch, self.velocity)) >= self.silence_dbfs
+            for pitch in self.pitches
+        )
+
+    def close(self):
+        for synth in self._synths.values():
+            synth.close()
+        self._synths = {}
+
+    def __del__(self):
+        self.close()
+
+
 def render_corpus(
     soundfonts,
     out_dir,
@@ -322,6 +358,7 @@ def render_corpus(
         fractions,
         leave_out_soundfonts,
         synthetic_soundfonts,
+        sounding=SoundingProbe(pitches, max(velocities), silence_dbfs, gain),
     )
     out_dir = os.fspath(out_dir)
     os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)

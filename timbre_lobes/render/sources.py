@@ -29,6 +29,10 @@ DEFAULT_GAIN = 0.8
 DRUM_BANK = 128
 #: The MIDI channel notes are played on (channel 10, index 9, is for drums).
 CHANNEL = 0
+#: The breath controller (MIDI CC 2) and the value every note is played with. Presets that
+#: read it (MuseScore_General's bank-17 "Expr." presets) are silent at its power-on 0; the
+#: General MIDI SoundFonts ignore it (their renders differ by FluidSynth's +-1 LSB dither only).
+BREATH_CC, BREATH_VALUE = 2, 127
 #: FluidSynth renders in blocks of 64 samples, and applies events between them.
 BLOCK_SAMPLES = 64
 
@@ -217,6 +221,7 @@ class SoundFontSynth(SoundSource):
     def _note_on(self, bank, program, pitch, velocity):
         if self._synth.program_select(CHANNEL, self._sfid, bank, program) != 0:
             raise ValueError(f"{self.soundfont} has no preset bank {bank} program {program}")
+        self._synth.cc(CHANNEL, BREATH_CC, BREATH_VALUE)
         self._synth.noteon(CHANNEL, pitch, velocity)
 
     def _reset(self):
