@@ -10,7 +10,7 @@ import os
 import numpy as np
 import torch
 
-from timbre_lobes.lobes.embed import embed_waveforms
+from timbre_lobes.lobes.embed import embed_unpadded
 from timbre_lobes.scoring.verification import eer_and_min_dcf, read_trials
 
 #: The batch keys of the family index, newest first (the training core's, then train.py's former one).
@@ -68,7 +68,7 @@ def validation_stats(hparams, modules, device, valid_set, max_pairs=200_000, see
         for batch in loader:
             batch = batch.to(device)
             wavs, lens = batch.sig
-            emb = embed_waveforms(modules, wavs, lens)
+            emb = embed_unpadded(modules, wavs, lens)  # each note at its own length, as evaluation does
             family_out = modules["family_head"](emb) if "family_head" in modules else emb[..., :1]
             key = next((k for k in FAMILY_KEYS if hasattr(batch, k)), None)
             labels = getattr(batch, key).data if key else torch.zeros(len(batch.id))
