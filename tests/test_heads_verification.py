@@ -144,7 +144,7 @@ def test_adaptive_s_norm_standardises_each_side_against_its_top_cohort_scores():
 
 
 def test_s_norm_removes_an_enrolments_score_offset():
-    """A 'hub' enrolment that scores high against everyone: s-norm shrinks its offset (its enrolment half removes it)."""
+    """A hub enrolment (high scores against everyone): s-norm shrinks its offset; its enrolment half removes it."""
     from timbre_lobes.scoring.verification import score_trials
 
     rng = np.random.default_rng(0)
