@@ -182,11 +182,17 @@ def test_reusing_an_output_folder_with_other_data_stops_and_says_why(tiny_corpus
     out = tmp_path / "run"
     run_recipe("melspec", tiny_corpus, out)
     before = _checkpoints(out)
+    kept = {
+        name: (out / name).read_bytes()
+        for name in ("hyperparams.yaml", "save/train.csv", "save/instrument_encoder.txt")
+    }
     other = _relabelled_copy(tiny_corpus, tmp_path / "other", "_b")
     proc = run_recipe("melspec", other, out, expect_fail=True)
+    # Refused before anything was written: the folder still describes the run its checkpoints come from.
+    assert all((out / name).read_bytes() == content for name, content in kept.items())
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "were made with other settings" in proc.stderr
-    assert "data folder" in proc.stderr and "instrument labels" in proc.stderr
+    assert "data folder" in proc.stderr
     assert "--start_over=True" in proc.stderr and "--output_folder" in proc.stderr
     assert _checkpoints(out) == before  # nothing trained, nothing mixed
     # The explicit way out: the old checkpoints go, the run trains from scratch on the new data.
@@ -199,7 +205,9 @@ def test_reusing_an_output_folder_with_other_data_stops_and_says_why(tiny_corpus
 def test_changing_a_model_size_into_the_same_folder_names_the_tensors(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     run_recipe("melspec", tiny_corpus, out)
+    yaml_before = (out / "hyperparams.yaml").read_bytes()
     proc = run_recipe("melspec", tiny_corpus, out, "--lde_components=4", expect_fail=True)
+    assert (out / "hyperparams.yaml").read_bytes() == yaml_before
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "were made with other settings" in proc.stderr
     # LDE's dictionary: 8 components in the checkpoints, 4 now.

@@ -181,12 +181,37 @@ def load_run(argv):
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    # Before anything is written into the output folder: do its checkpoints fit this run?
+    check_output_folder(hparams)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
     return hparams, run_opts
+
+
+def check_output_folder(hparams):
+    """Stops before preparation when the output folder's checkpoints were made with another corpus or sizes.
+
+    Compares the latest checkpoint with what the YAML defines before the data
+    are known: the data folder and every module but the heads (whose sizes come
+    from the data; :func:`make_brain` checks those and the label spaces after
+    preparation). With ``start_over`` the checkpoints are deleted instead.
+
+    Raises
+    ------
+    timbre_lobes.checkpoints.RunFolderError
+        Names each difference and the two ways out.
+    """
+    checkpointer = hparams["checkpointer"]
+    data_folder = hparams.get("data_folder") or hparams.get("default_corpus_folder") or ""
+    modules = {k: v for k, v in checkpointer.recoverables.items() if isinstance(v, torch.nn.Module)}
+    signature = RunSignature(data_folder, {}, modules)
+    if hparams.get("start_over"):
+        run_on_main(signature.check, args=[checkpointer], kwargs={"start_over": True})
+    else:
+        signature.check(checkpointer)
 
 
 def protocol_of(hparams):
