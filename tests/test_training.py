@@ -150,6 +150,14 @@ def test_extraction_writes_embeddings_and_labels_and_reuses_them(nsynth_run, sha
     info["examples_json"] = [0, 0]
     (out / "extraction.json").write_text(json.dumps(info))
     assert not extract_embeddings(model, shared_nsynth, str(out), progress=False).reused
+    # Changed audio under the same examples.json: embedded again, never read back stale.
+    copy = tmp_path / "notes"
+    shutil.copytree(shared_nsynth, copy)
+    assert not extract_embeddings(model, str(copy), str(tmp_path / "emb2"), progress=False).reused
+    assert extract_embeddings(model, str(copy), str(tmp_path / "emb2"), progress=False).reused
+    (copy / "audio" / f"{rows[3]['id']}.wav").unlink()
+    third = extract_embeddings(model, str(copy), str(tmp_path / "emb2"), progress=False)
+    assert not third.reused and len(third.labels) == 399 and third.skipped[0][0] == rows[3]["id"]
 
 
 def _encoder(labels):

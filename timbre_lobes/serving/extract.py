@@ -97,6 +97,7 @@ def extract_embeddings(model, data_folder, output_folder, batch_size=32, device=
         "model_id": model.model_id,
         "data_folder": os.path.abspath(note_folder),
         "examples_json": [stat.st_size, int(stat.st_mtime)],
+        "audio_files": audio_signature(os.path.join(note_folder, "audio")),
         "audio": "whole notes",
     }
     if reuse:
@@ -141,6 +142,28 @@ def extract_embeddings(model, data_folder, output_folder, batch_size=32, device=
     matrix = np.stack(embeddings)
     _write(output_folder, matrix, labels, problems, settings)
     return Extraction(matrix, labels, problems, os.path.abspath(output_folder), False)
+
+
+def audio_signature(folder):
+    """A digest of every file's name, size and modification time in ``folder``: changes when any audio does.
+
+    Costs one ``stat`` a file (no audio is read), so a cached extraction is
+    trusted only while the notes it embedded are the ones on disk.
+    """
+    import hashlib
+
+    sha = hashlib.sha256()
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            info = entry.stat()
+        except OSError:
+            continue
+        sha.update(f"{entry.name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return sha.hexdigest()[:16]
 
 
 def read_labels(path):
@@ -228,3 +251,6 @@ def run_extract(args):
         f"{verb} {extraction.embeddings.shape[0]} embeddings of size {extraction.embeddings.shape[1]} "
         f"({len(extraction.skipped)} notes skipped) in {extraction.folder}"
     )
+    if extraction.skipped:  # as the other batch commands: skipped files make the exit status 1
+        print(f"{len(extraction.skipped)} note(s) skipped, with the reasons in {SKIPPED_FILE}", file=sys.stderr)
+        sys.exit(1)
