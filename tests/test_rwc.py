@@ -2,6 +2,7 @@
 
 import csv
 import importlib.util
+import json
 import os
 import sys
 
@@ -439,3 +440,120 @@ def test_pitch_from_a_known_range_and_a_range_that_does_not_fit(rwc_corpus, tmp_
     assert {r["pitch"] for r in rows if r["file"].endswith("171VCNOP.wav")} == {""}
     assert ("RWC_I_01/171/171VCNOP.wav", "6 notes found but its pitch range lists 11: pitch empty") in problems
     assert {r["pitch"] for r in rows if r["instrument"] != "171VC"} == {""}
+
+
+# ---------------------------------------------------------------------------
+# The rendered stand-in corpus
+# ---------------------------------------------------------------------------
+
+standin = _load("standin")
+FLUID, TIMGM, OPL3 = (path for _, path, _ in standin.DEFAULT_SOUNDFONTS[:3])
+
+
+def test_standin_corpus_reads_as_rwc_with_pitches(tmp_path):
+    folder = str(tmp_path / "standin")
+    categories = [(17, "VC", "cello", 42, 48, 60), (30, "FG", "bassoon", 70, 48, 60)]
+    summary = standin.render_standin(
+        folder, soundfonts=[(1, FLUID, "-"), (2, TIMGM, "-")], categories=categories, pitch_step=6, note_seconds=1.0
+    )
+    assert summary == {"files": 8, "near_copies": []}  # 2 categories x 2 SoundFonts x 2 dynamics
+    assert os.path.isfile(os.path.join(folder, "RWC_I_02", "302", "302FGNOP.wav"))
+    problems = []
+    ranges = rwc.read_pitch_ranges(os.path.join(folder, "pitch_ranges.csv"))
+    rows = rwc.read_rwc_notes(folder, str(tmp_path / "notes"), ranges=ranges, problems=problems)
+    assert problems == []
+    by_file = {}
+    for row in rows:
+        by_file.setdefault(row["file"], []).append(row)
+    assert len(by_file) == 8
+    for file_rows in by_file.values():  # the splitter finds the 3 rendered notes, in pitch order
+        assert [r["pitch"] for r in file_rows] == [48, 54, 60]
+        # Rendered at 0.5, 2.0 and 3.5 s (0.5 s of silence, 1 s notes); FluidR3's slow cello attack,
+        # with no noise at all before it, may be cut up to 80 ms late (the splitter's docstring).
+        late = np.array([r["start"] for r in file_rows]) - np.array([0.5, 2.0, 3.5])
+        assert ((late >= -0.01) & (late <= 0.085)).all(), late
+        assert all(abs(r["stop"] - s) < 0.01 for r, s in zip(file_rows, (1.5, 3.0, 4.5)))
+    assert {(r["category"], r["variation"], r["dynamics"]) for r in rows} == {
+        (c, v, d) for c in ("cello", "bassoon") for v in (1, 2) for d in ("F", "P")
+    }
+
+
+def test_near_copy_check_tells_a_copy_from_another_source():
+    from timbre_lobes.render import SoundFontSynth
+
+    with SoundFontSynth(FLUID) as fluid, SoundFontSynth(FLUID) as same, SoundFontSynth(OPL3) as opl3:
+        assert standin.is_near_copy(fluid, same, 42, 36, 76)
+        assert not standin.is_near_copy(fluid, opl3, 42, 36, 76)
+
+
+# ---------------------------------------------------------------------------
+# Scratch vs fine-tuned, end to end
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nsynth_export(tmp_path_factory):
+    """A tiny transMel trained on a tiny NSynth-format corpus and exported, as `make demo` exports its model."""
+    import subprocess
+
+    from test_recipe_nsynth import TINY
+
+    from timbre_lobes.data.synthetic import make_nsynth_corpus
+
+    root = tmp_path_factory.mktemp("nsynth_export")
+    corpus = make_nsynth_corpus(str(root / "corpus"))
+    out = root / "run"
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "recipes", "NSynth", "train.py"),
+        os.path.join(REPO, "hparams", "transMel.yaml"),
+    ]
+    cmd += [f"--data_folder={corpus}", f"--output_folder={out}", *TINY]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return out / "model"
+
+
+def test_scratch_and_finetune_write_the_f1_table_and_figure(nsynth_export, rwc_corpus, tmp_path):
+    import subprocess
+
+    import torch
+
+    out = tmp_path / "compare"
+    small = [f"--{key}={value}" for key, value in SMALL_PROTOCOL.items()]
+    cmd = [sys.executable, os.path.join(RWC_RECIPE, "compare.py"), f"--pretrained=transMel={nsynth_export}"]
+    cmd += [f"--data_folder={rwc_corpus}", "--epochs=2", f"--out={out}", "--"]
+    cmd += ["--batch_size=8", "--eval_batch_size=16", "--num_workers=0", "--crop_seconds=0.5", "--crop_max_start=0.5"]
+    cmd += [*small, f"--notes_folder={tmp_path / 'notes'}", "--rwc_valid_share=0.25", "--pretrained_lr_scale=0.5"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = _read_csv(out / "test_f1.csv")
+    assert [(r["system"], r["transfer"], r["epoch"]) for r in rows] == [
+        ("transMel", transfer, epoch) for transfer in ("scratch", "finetune") for epoch in ("1", "2")
+    ]
+    test_notes = len(_read_csv(out / "transMel" / "scratch" / "save" / "test.csv"))
+    for row in rows:
+        assert 0 <= float(row["family_micro_f1"]) <= 1 and 0 <= float(row["family_macro_f1"]) <= 1
+        assert 0 <= float(row["unseen_variation_micro_f1"]) <= 1  # the cello and bassoon test variations
+        assert int(row["n_test_notes"]) == test_notes
+    png = (out / "figure2.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # The fine-tuned run started from the export: its frozen front end is the export's, exactly;
+    # the scratch run's is not (and both ran at the export's sizes, read from its run's YAML).
+    exported = torch.load(nsynth_export / "compute_features.ckpt")
+    for transfer, same in (("finetune", True), ("scratch", False)):
+        model = out / "transMel" / transfer / "model"
+        mine = torch.load(model / "compute_features.ckpt")
+        assert all(torch.equal(exported[k], mine[k]) for k in exported) == same, transfer
+        assert (
+            torch.load(model / "embedding_model.ckpt").keys()
+            == torch.load(nsynth_export / "embedding_model.ckpt").keys()
+        )
+    assert "Initialised compute_features, mean_var_norm, embedding_model from" in proc.stdout
+    # The heads are sized by the RWC label space: 3 categories, 4 training instruments.
+    finetuned = out / "transMel" / "finetune" / "model"
+    for head, rows_expected in (("family_head", 3), ("instrument_head", 4)):
+        weights = [tuple(v.shape) for v in torch.load(finetuned / f"{head}.ckpt").values() if v.dim() == 2]
+        assert weights == [(rows_expected, 32)], head  # 32 = TINY's emb_dim
+    results = json.loads((out / "transMel" / "finetune" / "results.json").read_text())
+    assert results["transfer"] == "finetune" and results["family_labels"] == ["cello", "bassoon", "flute"]

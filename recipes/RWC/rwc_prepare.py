@@ -267,14 +267,19 @@ def split_notes(y, sr, **options):
        refuses the bumps of a decaying tail, bow changes and vibrato. Notes closer than
        ``min_separation`` to the previous one are dropped.
     4. A note spans from 150 ms before its candidate to 150 ms before the next one's; its own noise
-       floor is the 10th percentile of the 5 ms levels there (at least the recording's floor).
+       floor is the 10th percentile of the 5 ms levels there (at least the recording's floor, at
+       most 20 dB below the note's peak).
        The note starts where its level first stays ``floor_margin_db`` above that floor, or
        above the valley between the previous note's tail and this attack when no silence
        separates them (median over ``sustain_seconds``: the start of its attack, not a noise
        spike) and ends ``release_seconds``
        after its level last falls below ``release_margin_db`` above the floor
-       (the release and its tail are kept), or earlier at the next note's candidate or at the
-       first ``digital_silence_seconds`` of exact zeros after its start.
+       (the release and its tail are kept), or earlier at the next note's span. Where the
+       recording was edited, digital silence decides: a note ends at the first
+       ``digital_silence_seconds`` of exact zeros after its start, and a note that rises straight
+       out of digital silence (no noise of its own, or loud at once) starts where the silence ends.
+       (A slow attack out of digital silence, with no noise at all, can be cut up to ~80 ms late:
+       its first frames look like a quiet pre-roll.)
 
     Arguments
     ---------
@@ -359,7 +364,11 @@ def split_notes(y, sr, **options):
         hi = max(f + 1, notes[i + 1] - frames(0.15)) if i + 1 < len(notes) else len(fine)
         # The note's noise floor: its quietest live frames (pre-roll and the end of its tail).
         span = fine[lo:hi]
-        note_floor = max(floor, float(np.percentile(span[span > -140.0], 10)))
+        # At least 20 dB below the note's peak: a note alone between digital silences has no
+        # noise of its own, its quietest frames are its own.
+        note_peak = float(span.max())
+        quiet = float(np.percentile(span[span > -140.0], 10))
+        note_floor = max(floor, min(quiet, note_peak - 20.0))
         # Audible: 10 dB above the floor over the next 20 ms (median), not a single noise spike.
         sustained = _running_median(span, frames(opt["sustain_seconds"]))
         # The attack rises from the valley before the candidate: out of the noise floor, or out
@@ -371,13 +380,23 @@ def split_notes(y, sr, **options):
         if not len(audible) or not len(rising):
             continue
         start = (lo + valley + int(rising[0])) * hop
-        # The release lasts while the level stays release_margin_db above the floor (hysteresis).
-        sounding = np.flatnonzero(sustained >= note_floor + opt["release_margin_db"])
-        last = max(int(audible[-1]), int(sounding[-1]))
+        silent = np.flatnonzero(fine[lo : lo + valley + int(rising[0]) + 1] <= -140.0)
+        gate = lo + int(silent[-1]) + 1 if len(silent) else None
+        if gate is not None and (
+            quiet > note_peak - 20.0 or fine[gate : gate + frames(0.01)].min() >= note_peak - 15.0
+        ):
+            # No noise of its own (its quietest frames are loud) or loud at once (no pre-roll of
+            # noise): the note rises straight out of digital silence, and starts there.
+            start = gate * hop
         limit = hi * hop if hi < len(fine) else len(y)
-        stop = min(limit, (lo + last + 1) * hop + round(opt["release_seconds"] * sr))
         # Digital silence after the attack: the recording was edited there, the note is over.
-        stop = min([stop] + [zero_start for zero_start, _ in zero_runs if zero_start > start])
+        edited = [zero_start for zero_start, _ in zero_runs if start < zero_start < limit]
+        if edited:
+            stop = edited[0]
+        else:  # the release lasts while the level stays release_margin_db above the floor (hysteresis)
+            sounding = np.flatnonzero(sustained >= note_floor + opt["release_margin_db"])
+            last = max(int(audible[-1]), int(sounding[-1]))
+            stop = min(limit, (lo + last + 1) * hop + round(opt["release_seconds"] * sr))
         if stop - start >= opt["min_note_seconds"] * sr:
             cuts.append((start, stop))
     return cuts
