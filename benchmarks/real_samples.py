@@ -212,4 +212,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (FileNotFoundError, ValueError) as err:  # a missing model folder: its message, no traceback
+        sys.exit(f"real_samples.py: error: {err}")

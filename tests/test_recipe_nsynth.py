@@ -128,10 +128,10 @@ def test_unknown_head_type_is_a_clear_error():
 
 
 @pytest.mark.parametrize("system,bins", [("melspec", 128), ("transMel", 122), ("transMIDI", 122)])
-def test_yaml_defaults_are_the_papers_sizes_and_take_a_training_step(system, bins):
-    """No override: the paper's sizes, and one forward/backward of the whole model on 1 s crops."""
-    with open(os.path.join(REPO, "hparams", f"{system}.yaml")) as fin:
-        hp = load_hyperpyyaml(fin)
+def test_yaml_defaults_are_the_papers_sizes_and_take_a_training_step(system, bins, tmp_path):
+    """No size override: the paper's sizes, and one forward/backward of the whole model on 1 s crops."""
+    with open(os.path.join(REPO, "hparams", f"{system}.yaml")) as fin:  # its checkpointer makes a folder
+        hp = load_hyperpyyaml(fin, {"output_folder": str(tmp_path / "out")})
     assert (hp["n_filters"], hp["emb_dim"], hp["lde_components"]) == (bins, 512, 8)
     assert hp["resnet_blocks"] == [3, 4, 6, 3] and hp["resnet_channels"] == [16, 32, 64, 128]
     assert (hp["batch_size"], hp["number_of_epochs"], hp["head_type"]) == (128, 30, "cosine")

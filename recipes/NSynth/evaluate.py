@@ -84,4 +84,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (FileNotFoundError, ValueError) as err:  # a missing model or data folder: its message, no traceback
+        sys.exit(f"evaluate.py: error: {err}")
