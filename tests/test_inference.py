@@ -699,3 +699,11 @@ def test_a_file_name_that_is_not_utf8_is_read_and_printed_escaped(model_dir, tes
             assert "mod\\udce0 - la notte" in out, out
     index = (tmp_path / "emb" / "index.csv").read_bytes()
     assert b"mod\xe0 - la notte.wav" in index  # the file's own bytes
+
+
+def test_similar_in_an_empty_library_is_an_error_and_writes_nothing(capsys, model_dir, test_notes, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    status, _, err = run_cli(capsys, "similar", test_notes[0], "--library", empty, "--model", model_dir)
+    assert status != 0 and "no audio files in" in err
+    assert list(empty.iterdir()) == []  # no index folder left in the user's library

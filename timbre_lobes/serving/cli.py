@@ -551,6 +551,8 @@ class EmbeddingIndex:
 
 def run_similar(args):
     index = EmbeddingIndex(args.library, args.cache)
+    if not index.scan():  # as embed and classify: nothing to search is an error, and nothing is written
+        raise ValueError(f"no audio files in {args.library}")
     model = load_model(args)
     query = model.embed_files([args.query])[0]
     stats = index.update(model, args.batch_size)
