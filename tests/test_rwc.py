@@ -230,6 +230,18 @@ def test_splitter_copes_with_reverberant_tails_soft_notes_and_slow_attacks():
     assert (cuts[:-1, 1] <= cuts[1:, 0]).all()
 
 
+def test_splitter_on_sustained_notes_between_digital_silences():
+    """Organ-like notes (constant level, no noise at all): the quietest live frames are the notes."""
+    sr = 16000
+    t = np.arange(int(1.8 * sr)) / sr
+    parts = [np.zeros(sr // 2)]
+    for k, level in enumerate((-6, -20, -8, -30)):
+        wave = np.sin(2 * np.pi * 220 * 2 ** (k / 12) * t) * np.minimum(1.0, (len(t) - np.arange(len(t))) / (0.2 * sr))
+        parts += [10 ** (level / 20) * wave, np.zeros(sr // 2)]
+    cuts = np.array(rwc.split_notes(np.concatenate(parts), sr)) / sr
+    np.testing.assert_allclose(cuts, [[0.5 + 2.3 * k, 2.3 + 2.3 * k] for k in range(4)], atol=0.01)
+
+
 def test_splitter_finds_nothing_in_silence_and_refuses_unknown_options():
     assert rwc.split_notes(np.zeros(16000), 16000) == []
     with pytest.raises(ValueError, match="unknown note-splitting options"):

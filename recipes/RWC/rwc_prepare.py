@@ -253,10 +253,10 @@ SPLIT_DEFAULTS = {
 def split_notes(y, sr, **options):
     """Cuts a recording of single notes separated by silence into notes.
 
-    1. A frame envelope (RMS in dBFS, ``hop_seconds`` hop, frames of two hops) and the recording's
-       noise floor, the ``floor_percentile`` of its frames that are not digital silence: the
-       threshold of activity is ``floor_margin_db`` above it (or ``top_db`` below the peak, the
-       higher). ``librosa.effects.split`` gives the active intervals, so soft notes count as
+    1. A frame envelope (RMS in dBFS, ``hop_seconds`` hop) and the recording's noise floor, the
+       ``floor_percentile`` of its frames that are not digital silence (at most 40 dB below the
+       peak): the threshold of activity is ``floor_margin_db`` above it (or ``top_db`` below the
+       peak, the higher). ``librosa.effects.split`` gives the active intervals, so soft notes count as
        long as they rise above the floor, however far below the loudest note.
     2. Note candidates: each interval's start, moved to the strongest spectral-flux onset
        (``librosa.onset.onset_detect``, backtracked to the preceding energy minimum) within
@@ -325,7 +325,9 @@ def split_notes(y, sr, **options):
     if not live.any():
         return []
     peak = float(level.max())
-    floor = float(np.percentile(fine[live], opt["floor_percentile"]))
+    # At least 40 dB below the peak: in a recording with no noise at all (digital silence between
+    # rendered notes) the quietest live frames are the notes themselves.
+    floor = min(float(np.percentile(fine[live], opt["floor_percentile"])), peak - 40.0)
     threshold = max(floor + opt["floor_margin_db"], peak - opt["top_db"])
     if peak < threshold:
         return []
