@@ -10,9 +10,8 @@ import torch
 from conftest import REPO
 from hyperpyyaml import load_hyperpyyaml
 
-TINY = [
-    "--number_of_epochs=1",
-    "--batch_size=8",
+#: The tiny sizes every end-to-end test trains with (the tiny corpus's 1 s notes).
+TINY_SIZES = [
     "--eval_batch_size=16",
     "--num_workers=0",
     "--crop_seconds=0.5",
@@ -26,6 +25,7 @@ TINY = [
     "--targets_per_note=4",
     "--nontargets_per_note=4",
 ]
+TINY = ["--number_of_epochs=1", "--batch_size=8", *TINY_SIZES]
 
 
 def run_recipe(system, data, out, *extra, expect_fail=False):

@@ -16,29 +16,16 @@ import time
 
 import pytest
 from conftest import REPO
+from test_recipe_nsynth import TINY_SIZES
 
 from timbre_lobes.atomic import atomic_open, write_json
 
 TRAIN_PY = os.path.join(REPO, "recipes", "NSynth", "train.py")
 # 6 training instruments x 12 notes = 72 crops; batches of 2 give 36 steps an epoch.
 STEPS_PER_EPOCH = 36
-TINY = [
-    "--eval_batch_size=16",
-    "--num_workers=0",
-    "--crop_seconds=0.5",
-    "--crop_max_start=0.5",
-    "--n_filters=40",
-    "--resnet_channels=[4,8]",
-    "--resnet_blocks=[1,1]",
-    "--resnet_strides=[1,2]",
-    "--emb_dim=32",
-    "--enrolments_per_instrument=4",
-    "--targets_per_note=4",
-    "--nontargets_per_note=4",
-    # The YAML's intra-epoch checkpoint interval is in minutes; SpeechBrain's step
-    # interval excludes it, so the minutes are switched off.
-    "--ckpt_interval_minutes=0",
-]
+# The YAML's intra-epoch checkpoint interval is in minutes; SpeechBrain's step
+# interval excludes it, so the minutes are switched off.
+TINY = [*TINY_SIZES, "--ckpt_interval_minutes=0"]
 # Intra-epoch checkpoints every 4 steps.
 RESUME = [*TINY, "--batch_size=2", "--ckpt_interval_steps=4"]
 
