@@ -151,7 +151,8 @@ def collect_feature_sets(models, data_folder, output_folder, reference=None, bat
     extractions, info = {}, {}
     for name, folder in models:
         out = os.path.join(output_folder, EMBEDDINGS_FOLDER, _safe(name))
-        extraction = extract_embeddings(folder, data_folder, out, batch_size=batch_size, device=device)
+        # An absolute data folder: the paths kept in labels.csv stay valid from any working folder.
+        extraction = extract_embeddings(folder, os.path.abspath(data_folder), out, batch_size=batch_size, device=device)
         extractions[name] = extraction
         with open(os.path.join(out, "extraction.json")) as handle:
             model_id = json.load(handle).get("model_id")

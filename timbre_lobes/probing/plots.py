@@ -77,20 +77,21 @@ def tsne_coordinates(features, seed=0, perplexity=30.0, max_iter=1000):
 
 
 def family_colours(families):
-    """A colour per family: NSynth's families keep one colour each in every picture.
+    """A colour per family: NSynth's 11 families keep one colour each in every picture.
 
     Example
     -------
-    >>> colours = family_colours(["reed", "bass"])
-    >>> sorted(colours), len(colours["bass"])
-    (['bass', 'reed'], 4)
+    >>> colours = family_colours(["reed", "bass", "vocal"])
+    >>> sorted(colours), colours["vocal"] != colours["bass"]
+    (['bass', 'reed', 'vocal'], True)
     """
     plt = _pyplot()
     names = sorted(set(families), key=lambda f: (FAMILIES.index(f) if f in FAMILIES else len(FAMILIES), f))
-    palette = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
-    if set(names) <= set(FAMILIES):
-        return {name: palette(FAMILIES.index(name) % palette.N) for name in names}
-    return {name: palette(i % palette.N) for i, name in enumerate(names)}
+    if set(names) <= set(FAMILIES):  # tab10, and black for the eleventh (vocal)
+        palette = [plt.get_cmap("tab10")(i) for i in range(10)] + [(0.0, 0.0, 0.0, 1.0)]
+        return {name: palette[FAMILIES.index(name)] for name in names}
+    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
 def source_markers(sources):
@@ -101,11 +102,12 @@ def source_markers(sources):
     return markers
 
 
-def _panels(n):
+def _panels(n, extra_width=0.0, layout=None):
     plt = _pyplot()
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.8 * rows), squeeze=False)
+    size = (5.2 * cols + extra_width, 4.8 * rows)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, layout=layout)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -139,7 +141,7 @@ def plot_tsne_families(coordinates, families, sources, path, title=None):
         ax.set_yticks([])
     plt = _pyplot()
     handles = [plt.Line2D([], [], ls="", marker="o", color=c, label=f) for f, c in colours.items()]
-    handles += [plt.Line2D([], [], ls="", marker=m, color="0.4", label=s) for s, m in markers.items()]
+    handles += [plt.Line2D([], [], ls="", marker=m, mfc="none", mec="k", label=s) for s, m in markers.items()]
     fig.legend(handles=handles, loc="center right", frameon=False, title="family / source")
     fig.suptitle(title or "t-SNE of the notes, coloured by family, marker by source")
     fig.tight_layout(rect=(0, 0, 0.86, 0.95))
@@ -161,7 +163,7 @@ def plot_tsne_pitch(coordinates, pitches, path, title=None):
         Title above the panels.
     """
     pitches = np.asarray(pitches)
-    fig, axes = _panels(len(coordinates))
+    fig, axes = _panels(len(coordinates), extra_width=1.0, layout="constrained")
     for ax, (name, xy) in zip(axes, coordinates.items()):
         points = ax.scatter(
             xy[:, 0], xy[:, 1], c=pitches, s=12, cmap="viridis", vmin=pitches.min(), vmax=pitches.max(), linewidths=0

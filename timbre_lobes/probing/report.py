@@ -219,9 +219,9 @@ def comparison_lines(results, run):
         timbre = [n for n in TIMBRE_ATTRIBUTES if n in diffs]
         other = [n for n in NON_TIMBRE_ATTRIBUTES if n in diffs]
         verdict = (
-            f"  It keeps at least as much as the spectral statistics of {len(kept)} of the {len(timbre)} timbre "
-            f"attributes ({', '.join(kept) or 'none'}) and less of {len(lost)} of the {len(other)} pitch and "
-            f"loudness attributes ({', '.join(lost) or 'none'})"
+            f"  Timbre attributes it keeps at least as well as the spectral statistics: {', '.join(kept) or 'none'} "
+            f"({len(kept)} of {len(timbre)}). Pitch and loudness attributes it keeps less of: "
+            f"{', '.join(lost) or 'none'} ({len(lost)} of {len(other)})"
         )
         if timbre and other and len(kept) == len(timbre) and len(lost) == len(other):
             verdict += ": the way a timbre embedding should go."
