@@ -371,7 +371,7 @@ def split_notes(y, sr, **options):
         note_peak = float(span.max())
         quiet = float(np.percentile(span[span > -140.0], 10))
         note_floor = max(floor, min(quiet, note_peak - 20.0))
-        # Audible: 10 dB above the floor over the next 20 ms (median), not a single noise spike.
+        # Audible: 10 dB above the floor over the next sustain_seconds (median), not a noise spike.
         sustained = _running_median(span, frames(opt["sustain_seconds"]))
         # The attack rises from the valley before the candidate: out of the noise floor, or out
         # of the previous note's reverberant tail when no silence separates them.
@@ -768,7 +768,9 @@ def prepare_rwc(
             try:
                 enrolments, trials = protocol_trials({r["ID"]: r["instrument"] for r in split_rows}, protocol)
             except ValueError as err:
-                raise DataFolderError(f"{split} split of {data_folder}: {err}; see {report}") from None
+                raise DataFolderError(
+                    f"{split} split of {data_folder}: {err} (lower enrol_notes, or raise the valid share); see {report}"
+                ) from None
             write_trials(
                 enrolments,
                 trials,
