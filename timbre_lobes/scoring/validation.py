@@ -73,6 +73,7 @@ def validation_stats(hparams, modules, device, valid_set, max_pairs=200_000, see
             key = next((k for k in FAMILY_KEYS if hasattr(batch, k)), None)
             labels = getattr(batch, key).data if key else torch.zeros(len(batch.id))
             collector.add(batch.id, emb, family_out, labels)
+            n_families = family_out.shape[-1]
     for k, m in modules.items():
         m.train(was_training[k])
 
@@ -92,7 +93,9 @@ def validation_stats(hparams, modules, device, valid_set, max_pairs=200_000, see
     trials_path = os.path.join(save_folder or "", "valid_trials.txt")
     if save_folder and os.path.isfile(enrol_path) and os.path.isfile(trials_path):
         enrolments, trials = read_trials(enrol_path, trials_path)
-        full = evaluation.evaluate_collected(collector, enrolments, trials)
+        # The family head's rows by index (any label space, not only NSynth's 11 families).
+        names = [str(i) for i in range(n_families)] if collector.family_true else None
+        full = evaluation.evaluate_collected(collector, enrolments, trials, **({"labels": names} if names else {}))
         for key in ("EER", "minDCF", "eer_threshold", "family_micro_f1", "family_macro_f1"):
             stats[key] = full[key]
     return stats
