@@ -195,8 +195,9 @@ def test_every_output_file_is_written(tmp_path):
     for row in rows:
         row["qualities"] = "0" * 10  # as in a rendered corpus
     features = {"model_a": embed_family(rows), "logmel_stats": np.random.default_rng(4).standard_normal((60, 8))}
+    knn = {"knn": FAST["knn"]}
     results = run_probes(
-        features, attribute_targets(rows), [r["instrument"] for r in rows], FAST, n_folds=3, inner_folds=2, log=None
+        features, attribute_targets(rows), [r["instrument"] for r in rows], knn, n_folds=3, inner_folds=2, log=None
     )
     run = {
         "data_folder": "/data/x",
@@ -206,15 +207,15 @@ def test_every_output_file_is_written(tmp_path):
             "model_a": {"kind": "embedding", "dim": 16, "model": "/m/a"},
             "logmel_stats": {"kind": "reference", "dim": 8, "function": "f", "arguments": {"n_mels": 4}},
         },
-        "settings": {"n_folds": 3, "inner_folds": 2, "probes": list(FAST)},
+        "settings": {"n_folds": 3, "inner_folds": 2, "probes": list(knn)},
     }
     paths = write_report(results, str(tmp_path), run)
     stored = json.loads(open(paths["probing.json"]).read())
-    assert len(stored["scores"]) == 2 * 2 * 7  # 2 sets x 2 probes x 7 available attributes
+    assert len(stored["scores"]) == 2 * 7  # 2 sets x 7 available attributes
     assert stored["attributes"]["qualities"]["available"] is False
     with open(paths["probing.csv"], newline="") as handle:
         table = list(csv.DictReader(handle))
-    assert len(table) == 28 + 2  # plus one "not available" row per feature set
+    assert len(table) == 14 + 2  # plus one "not available" row per feature set
     family = [r for r in table if r["attribute"] == "family" and r["feature_set"] == "model_a"]
     assert float(family[0]["chance"]) == 0.25 and max(float(r["mean"]) for r in family) > 0.9
     md = open(paths["probing.md"]).read()
