@@ -22,9 +22,18 @@ import urllib.parse
 import numpy as np
 
 from timbre_lobes.atomic import atomic_open
+from timbre_lobes.data.nsynth_labels import FAMILIES
 
 #: Plotly marker symbols, in the order sources (or any second label) take them.
 SYMBOLS = ("circle", "triangle-up", "square", "diamond", "cross", "x", "star", "pentagon", "hexagon", "triangle-down")
+#: NSynth's families in the colours of the t-SNE pictures (matplotlib's tab10, black for the eleventh).
+FAMILY_COLOURS = dict(
+    zip(
+        FAMILIES,
+        ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+        + ("#17becf", "#000000"),
+    )
+)
 #: MIME type of an embedded file, by extension.
 MIME_TYPES = {
     ".wav": "audio/wav",
@@ -226,10 +235,11 @@ def write_map(
     values = sorted(set(colours), key=_natural)
     palette = qualitative.Plotly if len(values) <= len(qualitative.Plotly) else qualitative.Alphabet
     several_markers = len(symbol_of) > 1
+    nsynth_families = set(values) <= set(FAMILIES)  # the same colour per family as in the pictures
     fig = go.Figure()
     for k, value in enumerate(values):
         index = [i for i in range(n) if colours[i] == value]
-        colour = palette[k % len(palette)]
+        colour = FAMILY_COLOURS[value] if nsynth_families else palette[k % len(palette)]
         fig.add_trace(
             go.Scatter(
                 x=coordinates[index, 0],
@@ -248,7 +258,7 @@ def write_map(
             fig.add_trace(_legend_entry(go, value or "sounds", colour, "circle", legendgroup=value))
     if several_markers:
         for marker, symbol in symbol_of.items():
-            fig.add_trace(_legend_entry(go, f"{marker_by}: {marker}", "#777", symbol))
+            fig.add_trace(_legend_entry(go, f"{marker_by}: {marker}", "#222", f"{symbol}-open"))
     legend_title = (colour_by or "") + (f" / {marker_by}" if several_markers else "")
     fig.update_layout(
         template="plotly_white",
