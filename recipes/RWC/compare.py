@@ -91,6 +91,7 @@ def collect(out, systems):
 def plot_figure2(rows, path, title="RWC categories, test split"):
     """Draws micro- and macro-F1 per epoch: solid = scratch, dashed = fine-tuned, a colour per system."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -110,6 +111,7 @@ def plot_figure2(rows, path, title="RWC categories, test split"):
                     label = f"{system} {'from scratch' if transfer == 'scratch' else 'fine-tuned'}"
                     ax.plot(*zip(*run), style, color=colours[system], marker="o", markersize=3, label=label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(f"category {name}")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylim(0, 1)

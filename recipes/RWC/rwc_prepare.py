@@ -70,8 +70,9 @@ MANIFEST_FIELDS = [
 AUDIO_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff")
 OPTIONS_FILE = "opt_rwc_prepare.json"
 REPORT_FILE = "prepare_report.txt"
-#: Changes whenever the outputs' format changes, so older preparations are redone.
-PREPARE_VERSION = 1
+#: Changes whenever the outputs' format or the note splitting changes, so older preparations
+#: and cut notes are redone (the cut notes' cache is keyed by it).
+PREPARE_VERSION = 2
 EVAL_SPLITS = ("valid", "test")
 STATE_DIR = ".cut_state"
 
