@@ -209,20 +209,26 @@ def comparison_lines(results, run):
             if not entry["available"] or mine is None or not theirs:
                 continue
             top = max(theirs, key=lambda s: s["mean"])
-            diffs[name] = (100 * (mine["mean"] - top["mean"]), top["feature_set"])
+            noise = 100 * max(mine["std"] or 0.0, top["std"] or 0.0)
+            diffs[name] = (100 * (mine["mean"] - top["mean"]), top["feature_set"], noise)
         if not diffs:
             continue
-        parts = [f"{name} {d:+.1f} points (vs {ref})" for name, (d, ref) in diffs.items()]
+        parts = [f"{name} {d:+.1f} points (vs {ref})" for name, (d, ref, _) in diffs.items()]
         lines.append(f"- **{model}** against the best reference feature: " + "; ".join(parts) + ".")
-        kept = [n for n in TIMBRE_ATTRIBUTES if n in diffs and diffs[n][0] >= 0]
-        lost = [n for n in NON_TIMBRE_ATTRIBUTES if n in diffs and diffs[n][0] < 0]
+        # A difference within the larger standard deviation over folds counts as no difference.
+        kept = [n for n in TIMBRE_ATTRIBUTES if n in diffs and diffs[n][0] >= -diffs[n][2]]
+        lost = [n for n in NON_TIMBRE_ATTRIBUTES if n in diffs and diffs[n][0] < -diffs[n][2]]
+        same = [n for n in NON_TIMBRE_ATTRIBUTES if n in diffs and n not in lost]
         timbre = [n for n in TIMBRE_ATTRIBUTES if n in diffs]
         other = [n for n in NON_TIMBRE_ATTRIBUTES if n in diffs]
         verdict = (
-            f"  Timbre attributes it keeps at least as well as the spectral statistics: {', '.join(kept) or 'none'} "
-            f"({len(kept)} of {len(timbre)}). Pitch and loudness attributes it keeps less of: "
-            f"{', '.join(lost) or 'none'} ({len(lost)} of {len(other)})"
+            f"  Timbre attributes it keeps at least as well as the spectral statistics (or within one standard "
+            f"deviation over folds): {', '.join(kept) or 'none'} ({len(kept)} of {len(timbre)}). Pitch and loudness "
+            f"attributes it keeps clearly less of (by more than one standard deviation): {', '.join(lost) or 'none'} "
+            f"({len(lost)} of {len(other)})"
         )
+        if same:
+            verdict += f"; about as much of {', '.join(same)}"
         if timbre and other and len(kept) == len(timbre) and len(lost) == len(other):
             verdict += ": the way a timbre embedding should go."
         else:
