@@ -27,9 +27,20 @@ sys.path.insert(0, BENCHMARKS)
 BENCHMARK = os.path.join(BENCHMARKS, "benchmark.py")
 BUDGET_PY = os.path.join(BENCHMARKS, "budget.py")
 BUDGET_FILE = os.path.join(BENCHMARKS, "cpu_budget.yaml")
+
+
+def _is_system_yaml(path):
+    """A system's YAML names its system (``system: ...``); hparams/probing.yaml and the like do not."""
+    with open(path) as handle:
+        return any(line.startswith("system:") for line in handle)
+
+
 SYSTEM_YAMLS = sorted(
-    name[: -len(".yaml")] for name in os.listdir(os.path.join(REPO, "hparams")) if name.endswith(".yaml")
+    name[: -len(".yaml")]
+    for name in os.listdir(os.path.join(REPO, "hparams"))
+    if name.endswith(".yaml") and _is_system_yaml(os.path.join(REPO, "hparams", name))
 )
+assert len(SYSTEM_YAMLS) == 6, SYSTEM_YAMLS  # the paper's three systems and the three baselines
 NSYNTH_DEV = os.path.join(SHARED_DATA, "nsynth-test-dev")
 SYSTEMS = ["melspec", "xvector"]
 SCENARIOS = ["rendered", "nsynth_real"]
