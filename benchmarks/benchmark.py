@@ -63,6 +63,7 @@ import profile_systems
 from budget import RESERVED_KEYS, BudgetError, merge_overrides, override_key
 
 from timbre_lobes.atomic import replaced_folder, write_json
+from timbre_lobes.data import manifest
 from timbre_lobes.data.nsynth_labels import SPLITS
 from timbre_lobes.render import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_splits
 from timbre_lobes.scoring.evaluate import evaluate_model
@@ -179,7 +180,7 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
         "soundfont": soundfont,
         "seed": seed,
         "fractions": list(fractions),
-        "inputs": {s: list(_signature(p)) for s, p in sources.items()},
+        "inputs": {s: manifest.file_signature(p) for s, p in sources.items()},
     }
     marker = os.path.join(out_dir, LEAVE_OUT_FILE)
     if os.path.isfile(marker):
@@ -235,12 +236,6 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
             }
         write_json(os.path.join(tmp, LEAVE_OUT_FILE), {"options": options, "summary": summary})
     return summary
-
-
-def _signature(path):
-    """Size and modification time of a file (to notice a changed corpus)."""
-    stat = os.stat(path)
-    return stat.st_size, int(stat.st_mtime)
 
 
 def count_instruments(corpus, split="train"):

@@ -26,12 +26,11 @@ output exists and the options and input files are unchanged. Every file is
 written atomically.
 """
 
-import csv
-import json
 import logging
 import os
 
-from timbre_lobes.atomic import atomic_open, write_json
+from timbre_lobes.atomic import write_json
+from timbre_lobes.data import manifest
 from timbre_lobes.data.nsynth import (
     DataFolderError,
     check_layout,
@@ -113,11 +112,11 @@ def prepare_nsynth(
         "splits": list(splits),
         "sample_rate": sample_rate,
         "trials": [protocol[k] for k in DEFAULT_PROTOCOL],
-        "inputs": {s: _signature(os.path.join(f, "examples.json")) for s, f in split_folders.items()},
+        "inputs": {s: manifest.file_signature(os.path.join(f, "examples.json")) for s, f in split_folders.items()},
         "version": PREPARE_VERSION,
     }
     outputs = _outputs(save_folder, splits)
-    if _already_done(save_folder, options, outputs):
+    if manifest.preparation_done(os.path.join(save_folder, OPTIONS_FILE), options, outputs):
         logger.info("NSynth manifests in %s are up to date; skipping preparation", save_folder)
         return {split: os.path.join(save_folder, f"{split}.csv") for split in splits}
 
@@ -167,17 +166,8 @@ def prepare_nsynth(
 
 
 def write_manifest(rows, path):
-    """Atomically writes manifest rows as a SpeechBrain CSV."""
-    with atomic_open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _signature(path):
-    """Size and modification time of an input file, to notice when it changes."""
-    stat = os.stat(path)
-    return [stat.st_size, int(stat.st_mtime)]
+    """Atomically writes manifest rows (:data:`MANIFEST_FIELDS`) as a SpeechBrain CSV."""
+    manifest.write_manifest(rows, path, MANIFEST_FIELDS)
 
 
 def _outputs(save_folder, splits):
@@ -185,14 +175,3 @@ def _outputs(save_folder, splits):
     files += [INSTRUMENT_LABELS] if "train" in splits else []
     files += [f"{s}_{kind}.txt" for s in splits if s in EVAL_SPLITS for kind in ("enrolments", "trials")]
     return [os.path.join(save_folder, f) for f in files]
-
-
-def _already_done(save_folder, options, outputs):
-    opt_path = os.path.join(save_folder, OPTIONS_FILE)
-    if not all(os.path.isfile(p) for p in outputs + [opt_path]):
-        return False
-    try:
-        with open(opt_path) as handle:
-            return json.load(handle) == options
-    except (OSError, json.JSONDecodeError):
-        return False

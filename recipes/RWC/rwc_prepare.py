@@ -42,6 +42,7 @@ import numpy as np
 import soundfile as sf
 
 from timbre_lobes.atomic import atomic_open, write_json
+from timbre_lobes.data import manifest
 from timbre_lobes.data.nsynth import DataFolderError, write_label_file
 from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL, protocol_trials, write_trials
 from timbre_lobes.training import FAMILY_LABELS, INSTRUMENT_LABELS
@@ -642,10 +643,7 @@ def category_label_space(categories, table=CATEGORY_TABLE):
 
 def write_manifest(rows, path):
     """Atomically writes manifest rows (:data:`MANIFEST_FIELDS`) as a SpeechBrain CSV."""
-    with atomic_open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    manifest.write_manifest(rows, path, MANIFEST_FIELDS, extra_keys="ignore")
 
 
 def write_report(problems, plan, path):
@@ -734,15 +732,15 @@ def prepare_rwc(
         "trials": [protocol[k] for k in DEFAULT_PROTOCOL],
         "shares": [valid_share, test_share, seed],
         "table": [list(row) for row in table],
-        "pitch_ranges": _signature(pitch_ranges) if pitch_ranges else None,
+        "pitch_ranges": manifest.file_signature(pitch_ranges) if pitch_ranges else None,
         "split": split_options,
-        "inputs": {f: _signature(os.path.join(data_folder, f)) for f in files},
+        "inputs": {f: manifest.file_signature(os.path.join(data_folder, f)) for f in files},
         "version": PREPARE_VERSION,
     }
     outputs = list(manifests.values()) + [os.path.join(save_folder, f) for f in (REPORT_FILE, *LABEL_FILES)]
     outputs += [os.path.join(save_folder, f"{s}_{kind}.txt") for s in EVAL_SPLITS for kind in ("enrolments", "trials")]
     opt_path = os.path.join(save_folder, OPTIONS_FILE)
-    if all(os.path.isfile(p) for p in outputs) and _read_json(opt_path) == options:
+    if manifest.preparation_done(opt_path, options, outputs):
         logger.info("RWC manifests in %s are up to date; skipping preparation", save_folder)
         return manifests
     os.makedirs(save_folder, exist_ok=True)
@@ -867,8 +865,3 @@ def read_rwc_notes(
                 }
             )
     return rows
-
-
-def _signature(path):
-    stat = os.stat(path)
-    return [stat.st_size, int(stat.st_mtime)]
