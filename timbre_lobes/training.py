@@ -77,9 +77,11 @@ class TimbreBrain(sb.core.Brain):
         """Waveforms -> (embeddings [B, 1, E], instrument scores or None, family scores [B, 1, F], lens)."""
         batch = batch.to(self.device)
         wavs, lens = batch.sig
-        noise_floor = getattr(self.hparams, "noise_floor", None)
-        if stage == sb.Stage.TRAIN and noise_floor is not None:  # one output per input: labels unchanged
-            wavs, lens = noise_floor(wavs, lens)
+        if stage == sb.Stage.TRAIN:  # one output per input, labels unchanged: effects, then a noise floor
+            for name in ("audio_effects", "noise_floor"):
+                augmenter = getattr(self.hparams, name, None)
+                if augmenter is not None:
+                    wavs, lens = augmenter(wavs, lens)
         if stage == sb.Stage.TRAIN and self.hparams.wav_augment is not None:
             wavs, lens = self.hparams.wav_augment(wavs, lens)
         if stage == sb.Stage.TRAIN:
