@@ -129,10 +129,9 @@ def read_nsynth_folder(folder, data_root, sample_rate=SAMPLE_RATE, problems=None
             }
         )
     skipped = len(problems) - n_before
-    if skipped:
+    if skipped:  # the reasons go into the caller's report (write_report names its path)
         logger.warning(
-            "%s: skipped %d of %d notes (bad metadata, missing, unreadable, wrong rate or duplicate); "
-            "see the preparation report",
+            "%s: skipped %d of %d notes (bad metadata, missing, unreadable, wrong rate or duplicate)",
             folder,
             skipped,
             len(examples),
@@ -216,11 +215,13 @@ def metadata_problem(meta):
 
 
 def write_report(problems, path):
-    """Atomically writes ``note_id<TAB>path<TAB>reason`` lines for every skipped note."""
+    """Atomically writes ``note_id<TAB>path<TAB>reason`` lines for every skipped note; warns with its path if any."""
     with atomic_open(path) as handle:
         handle.write(f"# {len(problems)} notes skipped\n")
         for note_id, wav, reason in problems:
             handle.write(f"{note_id}\t{wav}\t{reason}\n")
+    if problems:
+        logger.warning("%d notes skipped: each one and why in %s", len(problems), path)
 
 
 def check_layout(data_folder, split_folders):

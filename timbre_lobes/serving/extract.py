@@ -138,7 +138,9 @@ def extract_embeddings(model, data_folder, output_folder, batch_size=32, device=
         model.max_seconds, model.trim_db, model.long_audio = saved
     if not embeddings:
         write_report(problems, os.path.join(output_folder, SKIPPED_FILE))
-        raise DataFolderError(f"no note of {note_folder} could be embedded; see {SKIPPED_FILE}")
+        raise DataFolderError(
+            f"no note of {note_folder} could be embedded; see {os.path.join(output_folder, SKIPPED_FILE)}"
+        )
     matrix = np.stack(embeddings)
     _write(output_folder, matrix, labels, problems, settings)
     return Extraction(matrix, labels, problems, os.path.abspath(output_folder), False)
@@ -252,5 +254,6 @@ def run_extract(args):
         f"({len(extraction.skipped)} notes skipped) in {extraction.folder}"
     )
     if extraction.skipped:  # as the other batch commands: skipped files make the exit status 1
-        print(f"{len(extraction.skipped)} note(s) skipped, with the reasons in {SKIPPED_FILE}", file=sys.stderr)
+        report = os.path.join(extraction.folder, SKIPPED_FILE)
+        print(f"{len(extraction.skipped)} note(s) skipped, with the reasons in {report}", file=sys.stderr)
         sys.exit(1)
