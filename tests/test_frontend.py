@@ -1,9 +1,14 @@
-"""Transform layer: initial filter grids, gradients, shapes; global normalisation."""
+"""Front ends: the transform layer's filter grids, gradients and shapes; global normalisation;
+every system's level-relative floor (``dynamic_range_db``)."""
+
+import os
 
 import pytest
 import torch
 
 from timbre_lobes.lobes.frontend import GlobalNormalization, TransformLayer, midi_to_hz
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_midi_init_centres_are_equal_tempered_notes():
@@ -105,3 +110,114 @@ def test_dynamic_range_makes_log_energies_level_relative_and_floored():
     assert (plain(noisy[None]) - plain(tone[None])).abs().mean() > 1.0
     with pytest.raises(ValueError, match="dynamic_range_db"):
         TransformLayer(out_channels=8, kernel_size=101, stride=160, dynamic_range_db=0)
+
+
+# --- dynamic_range_db in every system's front end, built from its YAML -----------------------------
+
+SYSTEMS = ("melspec", "transMel", "transMIDI", "leaf", "xvector", "ecapa")
+
+
+def yaml_front_end(system, tmp_path, dynamic_range_db):
+    """The ``compute_features`` of ``hparams/<system>.yaml`` at small sizes (40 filters, 25 ms, 20 ms hop)."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    overrides = {"output_folder": str(tmp_path), "n_filters": 40, "win_ms": 25, "hop_ms": 20}
+    if system == "transMIDI":
+        overrides["lowest_note"] = 40  # E2..G5: the test note's harmonics
+    with open(os.path.join(REPO, "hparams", f"{system}.yaml")) as handle:
+        hparams = load_hyperpyyaml(handle, dict(overrides, dynamic_range_db=dynamic_range_db))
+    return hparams["compute_features"].eval()
+
+
+def clean_note(seconds=1.0, peak=0.5):
+    """A decaying 220 Hz harmonic tone with digitally silent (exact-zero) lead-in and tail, as rendered notes have."""
+    t = torch.arange(int(16000 * seconds)) / 16000
+    note = sum(torch.sin(2 * torch.pi * 220 * k * t) / k for k in range(1, 6)) * torch.exp(-4 * t)
+    note = peak * note / note.abs().max()
+    note[: len(t) // 10] = 0.0
+    note[3 * len(t) // 4 :] = 0.0
+    return note
+
+
+def relative_change(feats, reference):
+    """Mean absolute change, in units of the reference features' standard deviation."""
+    return float((feats - reference).abs().mean() / reference.std())
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_dynamic_range_floor_hides_a_noise_floor(system, tmp_path):
+    torch.manual_seed(0)
+    note = clean_note()
+    noisy = note + 10 ** (-70 / 20) * torch.randn(len(note))  # white noise at -70 dBFS
+    changes = {}
+    for dynamic_range_db in (None, 60):
+        front_end = yaml_front_end(system, tmp_path, dynamic_range_db)
+        with torch.no_grad():
+            changes[dynamic_range_db] = relative_change(front_end(noisy[None]), front_end(note[None]))
+    assert changes[60] < 0.02, changes
+    if system == "leaf":
+        # SpeechBrain's LEAF already hides it, under its pooling's learnable bias (an absolute
+        # energy floor, 15-20 dB under a full-scale sine at initialisation): no margin to win here.
+        assert changes[None] < 0.02, changes
+    else:
+        # Absolute log energies: the noise fills the silent stretches and bands (measured 0.23-0.45).
+        assert changes[None] > 0.1 and changes[60] < 0.1 * changes[None], changes
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_dynamic_range_floor_ignores_gain(system, tmp_path):
+    note = clean_note()
+    front_end = yaml_front_end(system, tmp_path, 60)
+    with torch.no_grad():
+        feats, quieter = front_end(note[None]), front_end(0.1 * note[None])  # -20 dB
+        plain = yaml_front_end(system, tmp_path, None)
+        plain_change = relative_change(plain(0.1 * note[None]), plain(note[None]))
+    assert float((quieter - feats).abs().max() / feats.std()) < 1e-4
+    assert plain_change > 0.1  # without the floor a gain moves every system's features
+
+
+@pytest.mark.parametrize("dynamic_range_db", [None, 60])
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_front_end_rows_do_not_depend_on_batch_neighbours(system, dynamic_range_db, tmp_path):
+    # A row's floor is its own clip's maximum (also SpeechBrain's 80 dB top_db, per clip), never
+    # the batch's. The note ends in digital silence, so its zero padding changes no frame either.
+    torch.manual_seed(0)
+    note = clean_note()
+    batch = torch.zeros(3, 24000)
+    batch[0] = 0.9 * torch.randn(24000).clamp(-1, 1)  # louder and longer
+    batch[1, : len(note)] = note
+    batch[2, :8000] = 0.01 * torch.randn(8000)
+    front_end = yaml_front_end(system, tmp_path, dynamic_range_db)
+    with torch.no_grad():
+        alone = front_end(note[None])[0]
+        together = front_end(batch)[1, : alone.shape[0]]
+    assert float((together - alone).abs().max() / alone.std()) < 1e-5
+
+
+def test_fbank_and_leaf_without_floor_are_speechbrains():
+    from speechbrain.lobes import features as sb_features
+
+    from timbre_lobes.lobes.frontend import Fbank, Leaf
+
+    torch.manual_seed(0)
+    wavs = torch.randn(2, 8000) * torch.tensor([[1.0], [1e-3]])
+    args = {"sample_rate": 16000, "n_fft": 512, "win_length": 25, "hop_length": 20, "n_mels": 40}
+    assert torch.equal(Fbank(**args)(wavs), sb_features.Fbank(**args)(wavs))
+    args = {"out_channels": 8, "window_len": 25.0, "window_stride": 20.0, "in_channels": 1, "min_freq": 30.0}
+    ours, theirs = Leaf(**args), sb_features.Leaf(**args)
+    theirs.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        assert torch.equal(ours(wavs), theirs(wavs))
+    with pytest.raises(ValueError, match="dynamic_range_db"):
+        Fbank(dynamic_range_db=-10)
+    with pytest.raises(ValueError, match="dynamic_range_db"):
+        Leaf(**args, dynamic_range_db=0)
+
+
+def test_leaf_floor_keeps_gradients_on_the_filters():
+    from timbre_lobes.lobes.frontend import Leaf
+
+    leaf = Leaf(out_channels=8, window_len=25.0, window_stride=20.0, in_channels=1, dynamic_range_db=60)
+    leaf(torch.randn(2, 4000)).pow(2).mean().backward()
+    grads = [p.grad for p in leaf.complex_conv.parameters()]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)

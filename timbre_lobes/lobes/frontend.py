@@ -1,20 +1,69 @@
-"""Trainable filterbank front end: SincNet band-pass filters initialised on a Mel or a MIDI grid.
+"""Front ends: the trainable transform layer, and SpeechBrain's Fbank and Leaf with a level-relative floor.
 
 Shi, Cooper & Yamagishi (TASLP 2022) call it the *transform layer*: SpeechBrain's
 ``SincConv`` (Ravanelli & Bengio 2018) whose two learnable parameters per filter,
 the low cut-off and the bandwidth, start either mel-spaced (``transMel``) or one
 filter per MIDI semitone (``transMIDI``).
+
+Every front end takes ``dynamic_range_db`` (None by default: each one's own
+behaviour, unchanged): energies relative to each clip's loudest (frame, band)
+energy, floored that many dB below it (:func:`level_relative`), before the log
+(transform layer, :class:`Fbank`) or before PCEN (:class:`Leaf`).
 """
 
 import math
 
 import torch
 import torch.nn.functional as F
+from speechbrain.lobes import features as sb_features
 from speechbrain.nnet.CNN import SincConv
-from speechbrain.processing.features import InputNormalization
+from speechbrain.processing.features import InputNormalization, spectral_magnitude
+from speechbrain.utils.autocast import fwd_default_precision
 
 INIT_TYPES = ("mel", "midi")
 OUTPUTS = ("signed", "log_energy")
+
+
+def check_dynamic_range(dynamic_range_db):
+    """Returns ``dynamic_range_db`` if it is None or positive; raises ValueError otherwise."""
+    if dynamic_range_db is not None and not dynamic_range_db > 0:
+        raise ValueError(f"dynamic_range_db must be positive or None, got {dynamic_range_db}")
+    return dynamic_range_db
+
+
+def level_relative(energy, dynamic_range_db):
+    """Energies relative to each clip's loudest one, floored ``dynamic_range_db`` below it.
+
+    ``max(E / E_max, 10 ** (-dynamic_range_db / 10))`` with ``E_max`` the largest
+    energy of each batch row (over every other axis): a gain leaves it unchanged,
+    what lies more than ``dynamic_range_db`` below the loudest part (a noise floor,
+    quantisation noise, a digitally silent tail) maps to the floor, and no row
+    depends on another. No absolute floor: an all-zero row maps to the floor.
+    ``E_max`` is a constant for the gradient.
+
+    Arguments
+    ---------
+    energy : torch.Tensor
+        [batch, ...] non-negative energies (power, not amplitude).
+    dynamic_range_db : float
+        Positive floor, in dB below each row's maximum.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape, in ``[10 ** (-dynamic_range_db / 10), 1]``.
+
+    Example
+    -------
+    >>> energy = torch.tensor([[[4.0, 1.0, 0.0]], [[400.0, 0.0, 0.0]]])
+    >>> level_relative(energy, 10.0)
+    tensor([[[1.0000, 0.2500, 0.1000]],
+    <BLANKLINE>
+            [[1.0000, 0.1000, 0.1000]]])
+    """
+    dims = tuple(range(1, energy.ndim))
+    peak = energy.detach().amax(dim=dims, keepdim=True).clamp(min=torch.finfo(energy.dtype).tiny)
+    return (energy / peak).clamp(min=10 ** (-dynamic_range_db / 10))
 
 
 def midi_to_hz(note):
@@ -161,9 +210,7 @@ class TransformLayer(SincConv):
         )
         self.output = output
         self.log_floor = log_floor
-        if dynamic_range_db is not None and dynamic_range_db <= 0:
-            raise ValueError(f"dynamic_range_db must be positive or None, got {dynamic_range_db}")
-        self.dynamic_range_db = dynamic_range_db
+        self.dynamic_range_db = check_dynamic_range(dynamic_range_db)
         self.n_fft = 2 ** math.ceil(math.log2(kernel_size))
         self.register_buffer("stft_window", torch.hann_window(kernel_size), persistent=False)
 
@@ -230,10 +277,124 @@ class TransformLayer(SincConv):
         energy = torch.matmul(power.transpose(1, 2), response.t()) / self.n_fft
         if self.dynamic_range_db is None:
             return torch.log(energy + self.log_floor)
-        # Per clip: relative to its loudest (frame, filter) energy, at most dynamic_range_db below it
-        # (no absolute floor, so a gain changes nothing; an all-zero clip maps to the floor).
-        peak = energy.detach().amax(dim=(1, 2), keepdim=True).clamp(min=torch.finfo(energy.dtype).tiny)
-        return torch.log((energy / peak).clamp(min=10 ** (-self.dynamic_range_db / 10)))
+        return torch.log(level_relative(energy, self.dynamic_range_db))
+
+
+class Fbank(sb_features.Fbank):
+    """SpeechBrain's ``Fbank`` (log-mel filterbank) with an optional level-relative floor.
+
+    SpeechBrain's log-mel is ``10 log10(max(E, 1e-10))`` (dB re 1.0), floored 80 dB
+    below each clip's own maximum (``Filterbank``'s ``top_db``, which ``Fbank``
+    does not pass on): absolute, so a gain shifts every feature, and 80 dB deep,
+    so a -70 dBFS noise floor fills the silent stretches and bands. With
+    ``dynamic_range_db`` it is instead ``10 log10(max(E / E_max, 10 ** (-dynamic_range_db / 10)))``
+    (:func:`level_relative`): 0 dB at the clip's loudest (frame, band), floored
+    ``dynamic_range_db`` below it, the same for any gain.
+
+    Arguments
+    ---------
+    *args, **kwargs
+        SpeechBrain's ``Fbank`` arguments (``sample_rate``, ``n_fft``, ``n_mels``,
+        ``win_length``, ``hop_length``, ...).
+    dynamic_range_db : float, optional
+        The floor, in dB below each clip's loudest energy. None: SpeechBrain's
+        ``Fbank`` unchanged.
+
+    Example
+    -------
+    >>> fbank = Fbank(n_mels=40, dynamic_range_db=60)
+    >>> feats = fbank(torch.rand(2, 16000))
+    >>> feats.shape
+    torch.Size([2, 101, 40])
+    >>> float(feats.amax()), float(feats.amin()) >= -60.0
+    (0.0, True)
+    """
+
+    def __init__(self, *args, dynamic_range_db=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dynamic_range_db = check_dynamic_range(dynamic_range_db)
+        if self.dynamic_range_db is not None:
+            self.compute_fbanks.log_mel = False  # linear energies; the log comes after the floor
+
+    def forward(self, wav):
+        """[batch, samples] waveforms -> [batch, frames, n_mels] log-mel features (dB)."""
+        if self.dynamic_range_db is None:
+            return super().forward(wav)
+        return self._level_relative_forward(wav)
+
+    @fwd_default_precision(cast_inputs=torch.float32)
+    def _level_relative_forward(self, wav):
+        """``Fbank.forward`` with :func:`level_relative` energies before the log."""
+        energies = self.compute_fbanks(spectral_magnitude(self.compute_STFT(wav)))
+        fbanks = self.compute_fbanks.multiplier * torch.log10(level_relative(energies, self.dynamic_range_db))
+        if self.deltas:
+            delta1 = self.compute_deltas(fbanks)
+            delta2 = self.compute_deltas(delta1)
+            fbanks = torch.cat([fbanks, delta1, delta2], dim=2)
+        if self.context:
+            fbanks = self.context_window(fbanks)
+        return fbanks
+
+
+class Leaf(sb_features.Leaf):
+    """SpeechBrain's ``Leaf`` with an optional level-relative floor on the energies before PCEN.
+
+    SpeechBrain's LEAF: Gabor filterbank, squared modulus, Gaussian lowpass pooling
+    (whose learnable per-filter bias, initialised at 1, is *added* to the energies),
+    ``max(E, 1e-5)``, then PCEN compression. Its floor is thus absolute: at
+    initialisation the bias sits 15-20 dB under a full-scale sine's loudest
+    (frame, filter) energy, so a -70 dBFS noise floor hardly shows, but a 20 dB
+    gain changes the features and a quiet note lies mostly under it. With
+    ``dynamic_range_db`` the pooled energies go without the bias (an absolute
+    offset would undo the level invariance) and become
+    ``max(E / E_max, 10 ** (-dynamic_range_db / 10))`` (:func:`level_relative`)
+    before PCEN: the features are the same for any gain, and what lies that far
+    under the clip's loudest (frame, filter) energy no longer shapes them.
+
+    Arguments
+    ---------
+    *args, **kwargs
+        SpeechBrain's ``Leaf`` arguments (``out_channels``, ``window_len``,
+        ``window_stride``, ``sample_rate``, ``in_channels``, ``min_freq``, ...).
+    dynamic_range_db : float, optional
+        The floor, in dB below each clip's loudest pooled energy. None:
+        SpeechBrain's ``Leaf`` unchanged (with the pooling bias).
+
+    Example
+    -------
+    >>> leaf = Leaf(out_channels=8, window_len=25.0, window_stride=10.0, in_channels=1, dynamic_range_db=60)
+    >>> leaf(torch.rand(2, 4000)).shape
+    torch.Size([2, 25, 8])
+    >>> leaf.pooling._bias is None
+    True
+    """
+
+    def __init__(self, *args, dynamic_range_db=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dynamic_range_db = check_dynamic_range(dynamic_range_db)
+        if self.dynamic_range_db is not None:
+            self.pooling._bias = None
+
+    def forward(self, x):
+        """[batch, samples] waveforms -> [batch, frames, out_channels] LEAF features."""
+        if self.dynamic_range_db is None:
+            return super().forward(x)
+        return self._level_relative_forward(x)
+
+    @fwd_default_precision(cast_inputs=torch.float32)
+    def _level_relative_forward(self, x):
+        """``Leaf.forward`` with :func:`level_relative` energies in place of ``max(E, 1e-5)``."""
+        if not self.skip_transpose:
+            x = x.transpose(1, -1)
+        if x.ndim == 2:
+            x = x.unsqueeze(1)
+        outputs = self.pooling(self._squared_modulus_activation(self.complex_conv(x)))
+        outputs = level_relative(outputs, self.dynamic_range_db)
+        if self.compression:
+            outputs = self.compression(outputs)
+        if not self.skip_transpose:
+            outputs = outputs.transpose(1, -1)
+        return outputs
 
 
 class GlobalNormalization(InputNormalization):
