@@ -242,3 +242,86 @@ def test_categories_other_than_nsynth_families_make_their_own_label_space(tiny_c
     assert {r["family"] for r in read_csv(manifests["test"])} <= {"percussion", "strings", "winds"}
     instruments = read_label_file(tmp_path / "save" / "instrument_encoder.txt")
     assert instruments == list(dict.fromkeys(r["instrument"] for r in read_csv(manifests["train"])))
+
+
+# ---------------------------------------------------------------------------
+# The closed set: held-out notes of the training instruments
+# ---------------------------------------------------------------------------
+
+
+def _official_train_split(shared_nsynth, tmp_path):
+    """A corpus root whose nsynth-train/ is the 400 real NSynth notes (official examples.json: 25 instruments x 16)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    os.symlink(shared_nsynth, data / "nsynth-train")
+    return data
+
+
+def test_closed_set_of_the_official_train_split_is_disjoint_spread_and_seeded(shared_nsynth, tmp_path):
+    data = _official_train_split(shared_nsynth, tmp_path)
+    manifests = prepare_nsynth(str(data), str(tmp_path / "a"), splits=("train",), closed_set_share=0.25)
+    train, held = read_csv(manifests["train"]), read_csv(manifests["closed_set"])
+    assert manifests["closed_set"] == str(tmp_path / "a" / "closed_set.csv")
+    assert list(held[0]) == MANIFEST_FIELDS
+    with open(os.path.join(shared_nsynth, "examples.json")) as handle:
+        meta = json.load(handle)
+    # Disjoint, and together every note: the held-out notes are nowhere in train.csv.
+    assert not {r["ID"] for r in train} & {r["ID"] for r in held}
+    assert sorted(r["ID"] for r in train + held) == sorted(meta)
+    # Every instrument (16 notes each) gives floor(0.25 * 16) = 4, one from each quarter of its pitch range.
+    for instrument in {m["instrument_str"] for m in meta.values()}:
+        notes = sorted((m["pitch"], m["velocity"], k) for k, m in meta.items() if m["instrument_str"] == instrument)
+        quarters = [{k for _, _, k in notes[i * 4 : (i + 1) * 4]} for i in range(4)]
+        mine = {r["ID"] for r in held if r["instrument"] == instrument}
+        assert [len(q & mine) for q in quarters] == [1, 1, 1, 1], instrument
+    # The instrument head keeps every training instrument.
+    assert len(read_label_file(tmp_path / "a" / "instrument_encoder.txt")) == 25
+    report = (tmp_path / "a" / "prepare_report.txt").read_text()
+    assert report.startswith("# 0 notes skipped")
+    assert "100 notes of 25 training instruments held out" in report and "fewer than" not in report
+    # Deterministic for a seed (another folder, same notes); another seed draws others.
+    again = prepare_nsynth(str(data), str(tmp_path / "b"), splits=("train",), closed_set_share=0.25)
+    assert read_csv(again["closed_set"]) == held
+    other = prepare_nsynth(str(data), str(tmp_path / "c"), splits=("train",), closed_set_share=0.25, closed_set_seed=7)
+    assert {r["ID"] for r in read_csv(other["closed_set"])} != {r["ID"] for r in held}
+
+
+def test_instruments_with_too_few_notes_keep_them_all_and_the_report_says_so(tiny_corpus, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_corpus, data)
+    path = data / "nsynth-train" / "examples.json"
+    examples = json.loads(path.read_text())
+    small = next(iter(examples.values()))["instrument_str"]
+    for note_id in [k for k, m in examples.items() if m["instrument_str"] == small][:4]:  # 12 -> 8 notes
+        del examples[note_id]
+    path.write_text(json.dumps(examples))
+    manifests = prepare_nsynth(str(data), str(tmp_path / "save"), closed_set_share=0.1)
+    train, held = read_csv(manifests["train"]), read_csv(manifests["closed_set"])
+    assert sum(r["instrument"] == small for r in train) == 8 and small not in {r["instrument"] for r in held}
+    # The five others (12 notes each) give one note each.
+    assert len(held) == 5 and len({r["instrument"] for r in held}) == 5
+    assert len(train) == len(examples) - 5
+    report = (tmp_path / "save" / "prepare_report.txt").read_text()
+    assert "1 training instruments have fewer than 10 notes and keep all their notes in training" in report
+    assert f"#   {small}\t8 notes" in report
+
+
+def test_a_changed_closed_set_share_prepares_again(tiny_corpus, tmp_path):
+    save = tmp_path / "save"
+    prepare_nsynth(tiny_corpus, str(save), closed_set_share=0.1)
+    assert len(read_csv(save / "closed_set.csv")) == 6 and len(read_csv(save / "train.csv")) == 66
+    stamp = os.stat(save / "train.csv").st_mtime_ns
+    prepare_nsynth(tiny_corpus, str(save), closed_set_share=0.1)  # unchanged: skipped
+    assert os.stat(save / "train.csv").st_mtime_ns == stamp
+    prepare_nsynth(tiny_corpus, str(save), closed_set_share=0.2)  # floor(0.2 * 12) = 2 per instrument
+    assert len(read_csv(save / "closed_set.csv")) == 12 and len(read_csv(save / "train.csv")) == 60
+    prepare_nsynth(tiny_corpus, str(save), closed_set_share=0)  # off: every note trains, the manifest is empty
+    assert read_csv(save / "closed_set.csv") == [] and len(read_csv(save / "train.csv")) == 72
+    assert "closed set: off" in (save / "prepare_report.txt").read_text()
+
+
+@pytest.mark.parametrize("share", [1.0, -0.1, "0.1"])
+def test_a_closed_set_share_outside_0_1_is_refused(tiny_corpus, tmp_path, share):
+    with pytest.raises(ValueError, match=r"closed_set_share must be a number in \[0, 1\)"):
+        prepare_nsynth(tiny_corpus, str(tmp_path / "save"), closed_set_share=share)
+    assert not (tmp_path / "save").exists()
