@@ -12,9 +12,10 @@
   and :data:`RWC_FAMILIES` (RWC's two-letter instrument code, characters 4-5
   of its file name: ``171VCNOP`` = instrument 17, variation 1, ``VC`` cello).
 
-A folder that is absent is skipped and said so. Writes ``real_samples.json``
-and ``real_samples.md`` into ``--output`` (default ``<model>/../real_samples``)
-and prints the table.
+A set that is absent is skipped and said so; a ``--shared`` folder that is missing or holds none of
+them, and a missing or incomplete model folder, are one-line errors (exit 1) and write nothing.
+Writes ``real_samples.json`` and ``real_samples.md`` into ``--output`` (default
+``<model>/../real_samples``) and prints the table.
 """
 
 import argparse
@@ -136,14 +137,39 @@ def family_accuracy(model, files, family_of):
     }
 
 
-def run(model_folder, shared, output, device="cpu"):
-    """Scores every real sample set present under ``shared``; returns the report written to ``output``."""
-    from timbre_lobes.scoring.evaluate import evaluate_model
-    from timbre_lobes.serving.inference import TimbreEncoder
+def family_sets(shared):
+    """The family-accuracy sets under ``shared``: name -> (files, family_of); a set that is absent has no files."""
+    return {
+        "philharmonia-sample": (
+            sorted(glob.glob(os.path.join(shared, "philharmonia-sample", "*.mp3"))),
+            philharmonia_family,
+        ),
+        "rwc-sample/notes": (sorted(glob.glob(os.path.join(shared, "rwc-sample", "notes", "*.flac"))), rwc_family),
+    }
 
+
+def run(model_folder, shared, output, device="cpu"):
+    """Scores every real sample set present under ``shared``; returns the report written to ``output``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The model folder is missing or incomplete, or ``shared`` holds none of the sets
+        (checked before anything is written).
+    """
+    from timbre_lobes.scoring.evaluate import evaluate_model
+    from timbre_lobes.serving.inference import TimbreEncoder, check_model_folder
+
+    nsynth = os.path.join(shared, "nsynth-test-dev")
+    sets = family_sets(shared)
+    if not os.path.isfile(os.path.join(nsynth, "examples.json")) and not any(files for files, _ in sets.values()):
+        raise FileNotFoundError(
+            f"{shared} holds none of the real sample sets (nsynth-test-dev/examples.json, philharmonia-sample/*.mp3, "
+            "rwc-sample/notes/*.flac): pass --shared the folder that holds them"
+        )
+    check_model_folder(model_folder)
     os.makedirs(output, exist_ok=True)
     report = {"model": os.path.abspath(model_folder), "shared": os.path.abspath(shared), "skipped": []}
-    nsynth = os.path.join(shared, "nsynth-test-dev")
     if os.path.isfile(os.path.join(nsynth, "examples.json")):
         record = evaluate_model(
             model_folder, nsynth, os.path.join(output, "nsynth-test-dev"), device=device, verbose=False
@@ -154,13 +180,6 @@ def run(model_folder, shared, output, device="cpu"):
     else:
         report["skipped"].append(nsynth)
     model = TimbreEncoder.from_hparams(source=model_folder, run_opts={"device": device})
-    sets = {
-        "philharmonia-sample": (
-            sorted(glob.glob(os.path.join(shared, "philharmonia-sample", "*.mp3"))),
-            philharmonia_family,
-        ),
-        "rwc-sample/notes": (sorted(glob.glob(os.path.join(shared, "rwc-sample", "notes", "*.flac"))), rwc_family),
-    }
     for name, (files, family_of) in sets.items():
         if files:
             report[name] = family_accuracy(model, files, family_of)
@@ -185,14 +204,19 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+#: The real samples' folder when ``--shared`` is not given: ``../shared/data`` beside the repository.
+DEFAULT_SHARED = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "data"
+)
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="exported model folder")
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parser.add_argument(
         "--shared",
-        default=os.path.join(os.path.dirname(here), "shared", "data"),
-        help="folder of the real samples (default: ../shared/data beside the repository)",
+        default=None,
+        help="folder of the real samples (default: ../shared/data beside the repository, skipped if absent)",
     )
     parser.add_argument("--output", default=None, help="default: real_samples/ beside the model folder")
     parser.add_argument("--device", default="cpu")
@@ -202,10 +226,18 @@ def parse_args(argv):
 def main(argv):
     args = parse_args(argv)
     output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.model)), "real_samples")
-    if not os.path.isdir(args.shared):
-        print(f"real_samples.py: no real samples at {args.shared}; nothing to score")
+    shared = args.shared or DEFAULT_SHARED
+    if not os.path.isdir(shared):
+        if args.shared is not None:  # a folder the user named: an error; the default may be absent (make demo)
+            raise FileNotFoundError(
+                f"no real samples at {shared} (not a folder): pass --shared the folder that holds them"
+            )
+        from timbre_lobes.serving.inference import check_model_folder
+
+        check_model_folder(args.model)  # a wrong model folder is an error all the same
+        print(f"real_samples.py: no real samples at {shared}; nothing to score")
         return None
-    report = run(args.model, args.shared, output, args.device)
+    report = run(args.model, shared, output, args.device)
     print(markdown(report))
     print(f"Wrote {os.path.join(output, 'real_samples.json')}")
     return report
@@ -214,5 +246,5 @@ def main(argv):
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (FileNotFoundError, ValueError) as err:  # a missing model folder: its message, no traceback
+    except (FileNotFoundError, ValueError) as err:  # a missing model or samples folder: its message, no traceback
         sys.exit(f"real_samples.py: error: {err}")

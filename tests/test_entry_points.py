@@ -1,8 +1,69 @@
-"""Bad input to the preparation: its warning names the report that lists what was skipped."""
+"""Every entry point given a bad input: a one-line error naming the path and what to do, and nothing left behind.
+
+Each script runs as a user runs it (a subprocess). An error must be the last line of standard
+error, the only one starting with ``<script>: error:``, with no traceback, and the output folder
+the run was given must not exist afterwards.
+"""
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, SHARED_DATA
+from test_rwc import SMALL_PROTOCOL, make_rwc_corpus
+
+from timbre_lobes.checkpoints import CommitLastCheckpointer, RunSignature
+
+TRAIN = os.path.join(REPO, "recipes", "NSynth", "train.py")
+EVALUATE = os.path.join(REPO, "recipes", "NSynth", "evaluate.py")
+RWC_TRAIN = os.path.join(REPO, "recipes", "RWC", "train.py")
+COMPARE = os.path.join(REPO, "recipes", "RWC", "compare.py")
+REAL_SAMPLES = os.path.join(REPO, "benchmarks", "real_samples.py")
+PROBE = os.path.join(REPO, "recipes", "probing", "probe.py")
+#: What every model-folder error tells the user to give instead.
+EXPORT_HINT = "give the folder train.py exports"
+
+
+def run_script(script, *args):
+    return subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def one_line_error(proc, script):
+    """The error line of a failed run, after checking it is the only one, the last, and no traceback came."""
+    name = os.path.basename(script)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(f"{name}: error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert proc.stderr.rstrip().endswith(errors[0]), proc.stderr[-3000:]
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def rwc_folder(tmp_path_factory):
+    return make_rwc_corpus(str(tmp_path_factory.mktemp("rwc_entry")))
+
+
+@pytest.fixture()
+def empty_note_folder(tmp_path):
+    """An NSynth-format folder that passes the layout check and lists no note."""
+    folder = tmp_path / "notes"
+    (folder / "audio").mkdir(parents=True)
+    (folder / "examples.json").write_text("{}")
+    return folder
+
+
+def model_without_files(tmp_path):
+    """A folder with an export's YAML but none of its label files or checkpoints."""
+    folder = tmp_path / "half_model"
+    folder.mkdir()
+    (folder / "hyperparams.yaml").write_text("embedding_model: <pretrained_path>/embedding_model.ckpt\n")
+    return folder
+
 
 # ---------------------------------------------------------------------------
 # Preparation: the warning names the report
@@ -24,3 +85,166 @@ def test_the_preparation_warning_names_its_report(tiny_corpus, tmp_path, caplog)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(report in message and "1 notes skipped" in message for message in warnings), warnings
     assert "field 'pitch' is a str" in open(report).read()
+
+
+# ---------------------------------------------------------------------------
+# recipes/NSynth/train.py and recipes/RWC/train.py: inputs checked before the experiment folder
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["missing", "no examples.json"])
+def test_train_with_an_unusable_data_folder_leaves_no_experiment_folder(case, tmp_path):
+    data = tmp_path / "data"
+    if case == "no examples.json":
+        (data / "nsynth-train").mkdir(parents=True)
+    out = tmp_path / "out"
+    proc = run_script(TRAIN, "hparams/transMel.yaml", f"--data_folder={data}", f"--output_folder={out}")
+    error = one_line_error(proc, TRAIN)
+    assert str(data) in error and "nsynth-train/examples.json" in error and "timbre_lobes render" in error
+    assert ("does not exist" in error) == (case == "missing")
+    assert not out.exists()  # SpeechBrain's experiment folder (log.txt, env.log, hyperparams.yaml) and save/
+
+
+def test_train_with_a_missing_pretrained_model_stops_before_preparing(tiny_corpus, tmp_path):
+    out, missing = tmp_path / "out", tmp_path / "no_model"
+    proc = run_script(
+        TRAIN,
+        "hparams/melspec.yaml",
+        f"--data_folder={tiny_corpus}",
+        f"--output_folder={out}",
+        f"--pretrained_model={missing}",
+    )
+    error = one_line_error(proc, TRAIN)
+    assert f"pretrained_model: no exported model at {missing}" in error and EXPORT_HINT in error
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "no audio file", "missing pretrained model"])
+def test_rwc_train_with_a_bad_input_leaves_no_experiment_folder(case, rwc_folder, tmp_path):
+    data = {"missing": tmp_path / "none", "no audio file": tmp_path / "empty"}.get(case, rwc_folder)
+    if case == "no audio file":
+        data.mkdir()
+        (data / "README.txt").write_text("not audio")
+    out, model = tmp_path / "out", tmp_path / "no_model"
+    args = [
+        "hparams/RWC/finetune.yaml",
+        f"--data_folder={data}",
+        f"--output_folder={out}",
+        f"--pretrained_model={model}",
+    ]
+    args += [f"--notes_folder={tmp_path / 'notes'}", "--rwc_valid_share=0.25"]
+    proc = run_script(RWC_TRAIN, *args, *(f"--{k}={v}" for k, v in SMALL_PROTOCOL.items()))
+    error = one_line_error(proc, RWC_TRAIN)
+    expected = {
+        "missing": f"RWC data folder '{data}' does not exist: give RWC-MDB-I",
+        "no audio file": f"RWC data folder '{data}' holds no audio file: give RWC-MDB-I",
+        "missing pretrained model": f"pretrained_model: no exported model at {model}",
+    }[case]
+    assert expected in error
+    assert not out.exists() and not (tmp_path / "notes").exists()
+
+
+@pytest.mark.parametrize("case", ["missing export", "missing data"])
+def test_rwc_compare_checks_every_input_before_the_first_run(case, rwc_folder, tmp_path):
+    model = model_without_files(tmp_path) if case == "missing export" else tmp_path / "no_model"
+    data = rwc_folder if case == "missing export" else tmp_path / "no_data"
+    out = tmp_path / "out"
+    proc = run_script(COMPARE, f"--pretrained=transMel={model}", f"--data_folder={data}", f"--out={out}")
+    error = one_line_error(proc, COMPARE)
+    expected = {
+        "missing export": f"incomplete model folder {model}: instrument_encoder.txt is missing; {EXPORT_HINT}",
+        "missing data": f"RWC data folder '{data}' does not exist",  # checked first
+    }[case]
+    assert expected in error and "+ " not in proc.stdout  # no run was started (compare.py echoes each with "+ ")
+    assert not out.exists()
+
+
+def test_rwc_train_into_a_folder_of_other_data_stops_before_writing(rwc_folder, tmp_path):
+    """The RWC recipe checks the output folder's checkpoints before preparing, as the NSynth one does."""
+    out = tmp_path / "out"
+    CommitLastCheckpointer(
+        str(out / "save"), {"run_signature": RunSignature(str(tmp_path / "a"), {}, {})}
+    ).save_checkpoint()
+    before = sorted(os.listdir(out / "save"))
+    args = ["hparams/RWC/scratch.yaml", f"--data_folder={rwc_folder}", f"--output_folder={out}"]
+    args += [f"--notes_folder={tmp_path / 'notes'}", "--rwc_valid_share=0.25"]
+    proc = run_script(RWC_TRAIN, *args, *(f"--{k}={v}" for k, v in SMALL_PROTOCOL.items()))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "were made with other settings" in proc.stderr and f"data folder: {tmp_path / 'a'}" in proc.stderr
+    assert "--start_over=True" in proc.stderr
+    # Nothing written: no manifests prepared over the checkpoints' data, no experiment files, no notes cut.
+    assert sorted(os.listdir(out / "save")) == before and sorted(os.listdir(out)) == ["save"]
+    assert not (tmp_path / "notes").exists()
+
+
+# ---------------------------------------------------------------------------
+# recipes/NSynth/evaluate.py and benchmarks/real_samples.py
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["missing model", "model without its files", "missing data", "no examples.json"])
+def test_evaluate_bad_input_is_one_line_naming_the_path(case, empty_note_folder, tmp_path):
+    model, data = tmp_path / "no_model", empty_note_folder
+    if case == "model without its files":
+        model = model_without_files(tmp_path)
+    elif case == "missing data":
+        data = tmp_path / "no_data"
+    elif case == "no examples.json":
+        data = tmp_path / "plain"
+        data.mkdir()
+    out = tmp_path / "out"
+    proc = run_script(EVALUATE, "--model", str(model), "--data_folder", str(data), "--output", str(out))
+    error = one_line_error(proc, EVALUATE)
+    expected = {
+        "missing model": f"no exported model at {model} (not a folder): {EXPORT_HINT}",
+        "model without its files": f"incomplete model folder {model}: instrument_encoder.txt is missing; {EXPORT_HINT}",
+        "missing data": f"data folder '{data}' does not exist: give an NSynth-format folder",
+        "no examples.json": f"'{data}' holds no examples.json (nor nsynth-test/examples.json): give an NSynth-format",
+    }[case]
+    assert expected in error
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["missing model", "model without its files", "missing shared", "no sample set"])
+def test_real_samples_bad_input_is_one_line_naming_the_path(case, tmp_path):
+    model, shared = tmp_path / "no_model", SHARED_DATA
+    if case == "model without its files":
+        model = model_without_files(tmp_path)
+    elif case == "missing shared":
+        shared = str(tmp_path / "no_shared")
+    elif case == "no sample set":
+        shared = str(tmp_path / "shared")
+        os.makedirs(os.path.join(shared, "nsynth-test-dev"))  # a folder, but no examples.json in it
+    out = tmp_path / "out"
+    proc = run_script(REAL_SAMPLES, "--model", str(model), "--shared", shared, "--output", str(out))
+    error = one_line_error(proc, REAL_SAMPLES)
+    expected = {
+        "missing model": f"no exported model at {model} (not a folder): {EXPORT_HINT}",
+        "model without its files": f"incomplete model folder {model}: instrument_encoder.txt is missing",
+        "missing shared": f"no real samples at {shared} (not a folder): pass --shared",
+        "no sample set": f"{shared} holds none of the real sample sets",
+    }[case]
+    assert expected in error
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------
+# recipes/probing/probe.py
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["missing model", "missing data"])
+def test_probe_bad_input_leaves_no_output_folder(case, empty_note_folder, tmp_path):
+    model = tmp_path / "no_model" if case == "missing model" else model_without_files(tmp_path)
+    data = empty_note_folder if case == "missing model" else tmp_path / "no_data"
+    out = tmp_path / "out"
+    proc = run_script(
+        PROBE, "hparams/probing.yaml", f"--model={model}", f"--data_folder={data}", f"--output_folder={out}"
+    )
+    error = one_line_error(proc, PROBE)
+    expected = {
+        "missing model": f"no exported model at {model} (not a folder): {EXPORT_HINT}",
+        "missing data": f"data folder '{data}' does not exist: give an NSynth-format folder",  # checked first
+    }[case]
+    assert expected in error
+    assert not out.exists()

@@ -162,13 +162,16 @@ class TimbreBrain(sb.core.Brain):
 # ---------------------------------------------------------------------------
 
 
-def load_run(argv):
-    """Parses a recipe's command line, loads its YAML and creates the experiment folder.
+def load_run(argv, check_data=None):
+    """Parses a recipe's command line, checks its inputs, loads its YAML and creates the experiment folder.
 
     Arguments
     ---------
     argv : list of str
         ``[hparams.yaml, --key=value ...]`` as SpeechBrain's ``parse_arguments`` reads them.
+    check_data : callable, optional
+        ``check_data(data_folder)`` raises when the recipe cannot read the data folder
+        (e.g. :func:`timbre_lobes.data.nsynth.check_corpus`); see :func:`check_inputs`.
 
     Returns
     -------
@@ -176,11 +179,20 @@ def load_run(argv):
         The loaded hyperparameters.
     run_opts : dict
         SpeechBrain's run options (device, distributed launch ...).
+
+    Raises
+    ------
+    FileNotFoundError
+        The data folder or the pretrained model is missing or unusable (nothing was created).
+    timbre_lobes.checkpoints.RunFolderError
+        The output folder's checkpoints come from another corpus or other sizes (nothing was written).
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     # Under torchrun (RANK/LOCAL_RANK set) join the process group before anything
     # runs on the main process only; a no-op for a single process.
     sb.utils.distributed.ddp_init_group(run_opts)
+    # Before the YAML builds its objects: its checkpointer alone creates the save folder.
+    check_inputs(hparams_file, overrides, check_data)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     # Before anything is written into the output folder: do its checkpoints fit this run?
@@ -193,7 +205,97 @@ def load_run(argv):
     return hparams, run_opts
 
 
-def check_output_folder(hparams):
+def yaml_settings(hparams_file, overrides=None):
+    """A YAML's values with its references and ``overrides`` resolved, but no object built: nothing is created.
+
+    Values made by a tag (``!new:``, ``!name:``, ``!apply:`` ...) stay unbuilt
+    ruamel nodes; plain values (paths, numbers) are what the run will see.
+
+    Example
+    -------
+    >>> import io
+    >>> text = io.StringIO("root: results\\nsave_folder: !ref <root>/save\\nmodel: !new:torch.nn.Linear [2, 3]\\n")
+    >>> yaml_settings(text, "root: /tmp/run")["save_folder"]
+    '/tmp/run/save'
+    """
+    import copy
+
+    from hyperpyyaml import resolve_references
+    from ruamel.yaml import YAML
+
+    if not isinstance(overrides, (str, type(None))):
+        overrides = copy.deepcopy(overrides)  # resolve_references may resolve nested nodes in place
+    if isinstance(hparams_file, (str, os.PathLike)):
+        with open(hparams_file) as handle:
+            stream = resolve_references(handle, overrides)
+    else:
+        stream = resolve_references(hparams_file, overrides)
+    return YAML().load(stream) or {}
+
+
+def check_inputs(hparams_file, overrides=None, check_data=None):
+    """Checks a run's data folder and pretrained model before anything is built or written.
+
+    A recipe given a missing or unusable input stops here with a one-line error
+    and leaves no experiment folder behind. The data folder (when one is given;
+    an empty one means the recipe's default corpus) goes to ``check_data``, or
+    must at least exist; ``pretrained_model`` (when given) must be a whole
+    export (:func:`timbre_lobes.serving.inference.check_model_folder`), unless
+    the output folder already holds checkpoints that a resumed run continues from.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The run's YAML.
+    overrides : str or dict, optional
+        Its overrides, as :func:`hyperpyyaml.load_hyperpyyaml` takes them.
+    check_data : callable, optional
+        ``check_data(data_folder)``: raises on a folder the recipe cannot read.
+
+    Returns
+    -------
+    dict
+        The YAML's plain values (:func:`yaml_settings`).
+
+    Raises
+    ------
+    FileNotFoundError
+        The data folder or the pretrained model is missing or incomplete; the
+        message names the path and what to give instead.
+    """
+    from timbre_lobes.data.nsynth import DataFolderError
+
+    settings = yaml_settings(hparams_file, overrides)
+    data_folder = settings.get("data_folder")
+    if isinstance(data_folder, str) and data_folder:
+        if check_data is not None:
+            check_data(data_folder)
+        elif not os.path.isdir(data_folder):
+            raise DataFolderError(f"data folder {data_folder!r} does not exist: give --data_folder an existing folder")
+    pretrained = settings.get("pretrained_model")
+    resumed = _has_checkpoint(settings.get("save_folder")) and not settings.get("start_over")
+    if isinstance(pretrained, str) and pretrained and not resumed:
+        from timbre_lobes.serving.inference import check_model_folder
+
+        try:
+            check_model_folder(pretrained)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"pretrained_model: {err}") from None
+    return settings
+
+
+def _has_checkpoint(save_folder):
+    """Whether ``save_folder`` holds a committed SpeechBrain checkpoint (a ``CKPT+*/CKPT.yaml``)."""
+    if not isinstance(save_folder, str) or not os.path.isdir(save_folder):
+        return False
+    prefix, meta = sb.utils.checkpoints.CKPT_PREFIX, sb.utils.checkpoints.METAFNAME
+    return any(
+        name.startswith(prefix) and os.path.isfile(os.path.join(save_folder, name, meta))
+        for name in os.listdir(save_folder)
+    )
+
+
+def check_output_folder(hparams, data_folder=None):
     """Stops before preparation when the output folder's checkpoints were made with another corpus or sizes.
 
     Compares the latest checkpoint with what the YAML defines before the data
@@ -201,13 +303,21 @@ def check_output_folder(hparams):
     from the data; :func:`make_brain` checks those and the label spaces after
     preparation). With ``start_over`` the checkpoints are deleted instead.
 
+    Arguments
+    ---------
+    hparams : dict
+        The loaded YAML.
+    data_folder : str, optional
+        The corpus the run will train on; default ``data_folder``, else ``default_corpus_folder``.
+
     Raises
     ------
     timbre_lobes.checkpoints.RunFolderError
         Names each difference and the two ways out.
     """
     checkpointer = hparams["checkpointer"]
-    data_folder = hparams.get("data_folder") or hparams.get("default_corpus_folder") or ""
+    if data_folder is None:
+        data_folder = hparams.get("data_folder") or hparams.get("default_corpus_folder") or ""
     modules = {k: v for k, v in checkpointer.recoverables.items() if isinstance(v, torch.nn.Module)}
     signature = RunSignature(data_folder, {}, modules)
     if hparams.get("start_over"):

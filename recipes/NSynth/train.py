@@ -22,10 +22,12 @@ from nsynth_prepare import prepare_nsynth
 from speechbrain.utils.distributed import run_on_main
 
 from timbre_lobes import training
+from timbre_lobes.data.nsynth import check_corpus
 
 
 def main(argv):
-    hparams, run_opts = training.load_run(argv)
+    # The data folder and a pretrained model are checked before anything is created.
+    hparams, run_opts = training.load_run(argv, check_data=check_corpus)
     data_folder = training.resolve_data_folder(hparams)
     run_on_main(
         prepare_nsynth,

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 
+from rwc_prepare import check_rwc_folder
 from transfer import F1_FIELDS, read_f1_log, size_overrides
 
 from timbre_lobes.atomic import atomic_open, save_figure
@@ -51,11 +52,12 @@ def pretrained_sizes(model_folder):
     Raises
     ------
     FileNotFoundError
-        The export or its run's ``hyperparams.yaml`` is missing.
+        The export (or one of its files) or its run's ``hyperparams.yaml`` is missing.
     """
+    from timbre_lobes.serving.inference import check_model_folder
+
     run_yaml = os.path.join(os.path.dirname(os.path.abspath(model_folder)), "hyperparams.yaml")
-    if not os.path.isfile(os.path.join(model_folder, "embedding_model.ckpt")):
-        raise FileNotFoundError(f"{model_folder} is not an exported model (no embedding_model.ckpt)")
+    check_model_folder(model_folder)
     if not os.path.isfile(run_yaml):
         raise FileNotFoundError(f"{run_yaml} is missing: give the pretrained model's sizes as overrides after --")
     return size_overrides(run_yaml, SIZE_KEYS)
@@ -66,7 +68,7 @@ def run_folder(out, system, transfer):
 
 
 def train(system, transfer, model_folder, out, data_folder, epochs, extra):
-    """Runs one training as a user would; raises CalledProcessError when it fails."""
+    """Runs one training as a user would; raises CalledProcessError when it fails (its output is above)."""
     overlay = os.path.join(REPO, "hparams", "RWC", f"{transfer}.yaml")
     cmd = [sys.executable, os.path.join(HERE, "train.py"), overlay]
     cmd += [f"--system_hparams={os.path.join(REPO, 'hparams', f'{system}.yaml')}"]
@@ -142,6 +144,11 @@ def main(argv=None):
     systems = [system for system, _ in pairs]
     out = os.path.abspath(args.out)
     if not args.plot_only:
+        # Every input before the first run: a wrong path stops here, and nothing is made.
+        if args.data_folder:
+            check_rwc_folder(args.data_folder)
+        for _, model in pairs:
+            pretrained_sizes(model)
         for system, model in pairs:
             for transfer in TRANSFERS:
                 train(system, transfer, os.path.abspath(model), out, args.data_folder, args.epochs, args.extra)
@@ -158,4 +165,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as err:  # a missing export or folder: its message, no traceback
+        sys.exit(f"compare.py: error: {err}")
+    except subprocess.CalledProcessError as err:  # train.py said why, above
+        sys.exit(f"compare.py: error: {' '.join(err.cmd[1:3])} failed (exit {err.returncode}); see its output above")

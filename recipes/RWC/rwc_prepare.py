@@ -185,7 +185,9 @@ def parse_rwc_name(path, table=CATEGORY_TABLE):
         raise RWCNameError(f"{base}: dynamics {match['dynamics']!r} is not F, M or P")
     rows = [row for row in table if row[0] == number]
     if not rows:
-        raise RWCNameError(f"{base}: instrument number {number:02d} is not in the category table (see the README)")
+        raise RWCNameError(
+            f"{base}: instrument number {number:02d} is not in the category table (see recipes/RWC/README.md)"
+        )
     category = next((cat for num, row_code, cat in rows if row_code == code), None)
     if category is None:
         category = next((cat for num, row_code, cat in rows if row_code is None), None)
@@ -433,6 +435,26 @@ def _zero_runs(y, min_length):
 # ---------------------------------------------------------------------------
 # Cutting files into notes
 # ---------------------------------------------------------------------------
+
+
+#: What an RWC data folder must hold, said by every error about one.
+RWC_LAYOUT = (
+    "give RWC-MDB-I as distributed (RWC_I_*/NNV/NNVccssD.flac) or a folder of RWC-named "
+    f"{', '.join(AUDIO_EXTENSIONS)} files"
+)
+
+
+def check_rwc_folder(data_folder):
+    """Raises :class:`DataFolderError` unless ``data_folder`` exists and holds an audio file.
+
+    Reads nothing but the folder listing, so the recipe checks its data folder
+    before it creates anything (:func:`timbre_lobes.training.check_inputs`); files
+    that are not RWC notes are the preparation's report's to list.
+    """
+    if not os.path.isdir(data_folder):
+        raise DataFolderError(f"RWC data folder {data_folder!r} does not exist: {RWC_LAYOUT}")
+    if not find_audio_files(data_folder):
+        raise DataFolderError(f"RWC data folder {data_folder!r} holds no audio file: {RWC_LAYOUT}")
 
 
 def find_audio_files(data_folder):
@@ -709,7 +731,7 @@ def prepare_rwc(
     Raises
     ------
     DataFolderError
-        ``data_folder`` is missing, holds no usable note, a split is empty, or a split has too
+        ``data_folder`` is missing, holds no audio file or no usable note, a split is empty, or a split has too
         few instruments for the verification trials (the report, written first, says why files
         and notes were skipped).
     """
@@ -717,8 +739,7 @@ def prepare_rwc(
     manifests = {split: os.path.join(save_folder, f"{split}.csv") for split in ("train", "valid", "test")}
     if skip_prep:
         return manifests
-    if not os.path.isdir(data_folder):
-        raise DataFolderError(f"RWC data folder {data_folder!r} does not exist")
+    check_rwc_folder(data_folder)
     protocol = {**DEFAULT_PROTOCOL, **(protocol or {})}
     split_options = {**SPLIT_DEFAULTS, **(split_options or {})}
     table = load_category_table(category_table) if category_table else CATEGORY_TABLE

@@ -17,7 +17,7 @@ them as the paper's Figure 2.
 import os
 import sys
 
-from rwc_prepare import notes_folder_for, prepare_rwc
+from rwc_prepare import check_rwc_folder, notes_folder_for, prepare_rwc
 from speechbrain.utils.distributed import run_on_main
 from transfer import TestF1Log, load_transfer_run, scaled_optimizer
 
@@ -26,7 +26,8 @@ from timbre_lobes.lobes.embed import EMBEDDING_MODULES
 
 
 def main(argv):
-    hparams, run_opts = load_transfer_run(argv)
+    # The data folder, a pretrained model and the output folder's checkpoints are checked before anything is created.
+    hparams, run_opts = load_transfer_run(argv, check_data=check_rwc_folder)
     data_folder = hparams["data_folder"]
     if not data_folder:
         from standin import ensure_standin_corpus

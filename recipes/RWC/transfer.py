@@ -23,6 +23,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
 
+from timbre_lobes import training
 from timbre_lobes.atomic import atomic_open
 from timbre_lobes.scoring.evaluation import family_scores
 
@@ -39,13 +40,22 @@ F1_FIELDS = [
 ]
 
 
-def load_transfer_run(argv):
+def load_transfer_run(argv, check_data=None, default_data_key="standin_folder"):
     """Like :func:`timbre_lobes.training.load_run`, for an overlay YAML naming its system YAML.
+
+    As there, the inputs are checked before anything is created
+    (:func:`timbre_lobes.training.check_inputs`), and the output folder's
+    checkpoints before anything is written into it
+    (:func:`timbre_lobes.training.check_output_folder`).
 
     Arguments
     ---------
     argv : list of str
         ``[overlay.yaml, --key=value ...]``; ``--system_hparams=...`` picks another system YAML.
+    check_data : callable, optional
+        ``check_data(data_folder)`` raises on a data folder the recipe cannot read.
+    default_data_key : str
+        The key of the corpus used when no ``data_folder`` is given.
 
     Returns
     -------
@@ -55,7 +65,10 @@ def load_transfer_run(argv):
     Raises
     ------
     FileNotFoundError
-        The overlay names no ``system_hparams``, or that file is missing.
+        The overlay names no ``system_hparams``, that file is missing, or the data
+        folder or pretrained model is missing or unusable (nothing was created).
+    timbre_lobes.checkpoints.RunFolderError
+        The output folder's checkpoints come from another corpus or other sizes (nothing was written).
     """
     overlay_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
@@ -67,8 +80,10 @@ def load_transfer_run(argv):
     system_file = merged.pop("system_hparams", None)
     if not system_file or not os.path.isfile(system_file):
         raise FileNotFoundError(f"{overlay_file}: system_hparams {system_file!r} is not a system YAML file")
+    training.check_inputs(system_file, merged, check_data)  # before the YAML's checkpointer creates a folder
     with open(system_file) as handle:
         hparams = load_hyperpyyaml(handle, merged, overrides_must_match=False)
+    training.check_output_folder(hparams, hparams["data_folder"] or hparams[default_data_key])
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"], hyperparams_to_save=system_file, overrides=merged
     )

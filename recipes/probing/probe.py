@@ -22,6 +22,7 @@ import numpy as np
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
+from timbre_lobes.data.nsynth import resolve_note_folder
 from timbre_lobes.data.nsynth_labels import QUALITIES
 from timbre_lobes.probing.attributes import attribute_targets
 from timbre_lobes.probing.collect import collect_feature_sets, name_models
@@ -29,6 +30,7 @@ from timbre_lobes.probing.html_map import write_map
 from timbre_lobes.probing.plots import plot_probe_bars, plot_tsne_families, plot_tsne_pitch, tsne_coordinates
 from timbre_lobes.probing.probes import run_probes
 from timbre_lobes.probing.report import MD_FILE, write_report
+from timbre_lobes.serving.inference import check_model_folder
 
 
 def load(argv):
@@ -66,13 +68,17 @@ def map_rows(labels):
 
 def main(argv):
     hparams, models, device = load(argv)
+    # Every input is checked before the output folder is made: a wrong path leaves nothing behind.
+    note_folder = resolve_note_folder(hparams["data_folder"])
+    for _, folder in models:
+        check_model_folder(folder)
+    probes = chosen_probes(hparams)
     out = hparams["output_folder"]
     os.makedirs(out, exist_ok=True)
     features, labels, info = collect_feature_sets(
-        models, hparams["data_folder"], out, hparams["reference_features"], hparams["batch_size"], device
+        models, note_folder, out, hparams["reference_features"], hparams["batch_size"], device
     )
     groups = [row["instrument"] for row in labels]
-    probes = chosen_probes(hparams)
     results = run_probes(
         features,
         attribute_targets(labels, hparams["attributes"]),

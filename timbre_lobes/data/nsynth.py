@@ -28,14 +28,15 @@ from tqdm import tqdm
 
 from timbre_lobes.atomic import atomic_open
 from timbre_lobes.data.audio import audio_problem
-from timbre_lobes.data.nsynth_labels import FAMILIES, SAMPLE_RATE, SOURCES
+from timbre_lobes.data.nsynth_labels import FAMILIES, SAMPLE_RATE, SOURCES, SPLITS
 
 logger = logging.getLogger(__name__)
 
-EXPECTED_LAYOUT = """Expected NSynth's json/wav layout:
-  {folder}/nsynth-train/examples.json  and  {folder}/nsynth-train/audio/<note_str>.wav
-  {folder}/nsynth-valid/...            and  {folder}/nsynth-test/...
-(the official release, or a corpus rendered with `python -m timbre_lobes render --out {folder}`)."""
+#: What a corpus root must hold, said by every error about one.
+EXPECTED_LAYOUT = (
+    "give a folder holding nsynth-train/examples.json + nsynth-train/audio/<note_str>.wav, and the same for "
+    "nsynth-valid/ and nsynth-test/ (the official release, or a corpus made by `python -m timbre_lobes render`)"
+)
 
 #: Metadata fields a note needs, and the Python types each may have in ``examples.json``.
 REQUIRED_FIELDS = {
@@ -224,6 +225,15 @@ def write_report(problems, path):
         logger.warning("%d notes skipped: each one and why in %s", len(problems), path)
 
 
+def check_corpus(data_folder, splits=SPLITS):
+    """Raises :class:`DataFolderError` unless ``data_folder`` holds ``nsynth-<split>/examples.json`` for ``splits``.
+
+    Reads nothing but the folder listing, so a recipe checks its data folder
+    before it creates anything (:func:`timbre_lobes.training.load_run`).
+    """
+    check_layout(data_folder, {split: os.path.join(data_folder, f"nsynth-{split}") for split in splits})
+
+
 def check_layout(data_folder, split_folders):
     """Raises :class:`DataFolderError` naming what is missing and what is expected.
 
@@ -235,15 +245,18 @@ def check_layout(data_folder, split_folders):
         split name -> ``<data_folder>/nsynth-<split>`` folder.
     """
     if not os.path.isdir(data_folder):
-        raise DataFolderError(
-            f"data folder {data_folder!r} does not exist.\n" + EXPECTED_LAYOUT.format(folder=data_folder)
-        )
+        raise DataFolderError(f"data folder {data_folder!r} does not exist: {EXPECTED_LAYOUT}")
     missing = [f for f in split_folders.values() if not os.path.isfile(os.path.join(f, "examples.json"))]
     if missing:
         raise DataFolderError(
-            f"{data_folder!r} lacks {', '.join(os.path.join(m, 'examples.json') for m in missing)}.\n"
-            + EXPECTED_LAYOUT.format(folder=data_folder)
+            f"{data_folder!r} lacks {', '.join(os.path.join(m, 'examples.json') for m in missing)}: {EXPECTED_LAYOUT}"
         )
+
+
+#: What a folder of notes must hold, said by every error about one.
+NOTE_FOLDER_HINT = (
+    "give an NSynth-format folder, examples.json + audio/<note_str>.wav, or a corpus root holding nsynth-{split}/"
+)
 
 
 def resolve_note_folder(data_folder, split="test"):
@@ -252,8 +265,10 @@ def resolve_note_folder(data_folder, split="test"):
     Raises
     ------
     DataFolderError
-        Neither holds an ``examples.json``.
+        The folder is missing, or neither it nor its ``nsynth-<split>/`` holds an ``examples.json``.
     """
+    if not os.path.isdir(data_folder):
+        raise DataFolderError(f"data folder {data_folder!r} does not exist: {NOTE_FOLDER_HINT.format(split=split)}")
     if os.path.isfile(os.path.join(data_folder, "examples.json")):
         return data_folder
     sub = os.path.join(data_folder, f"nsynth-{split}")
@@ -261,8 +276,8 @@ def resolve_note_folder(data_folder, split="test"):
         print(f"{data_folder} is a corpus root: using its {split} split {sub}")
         return sub
     raise DataFolderError(
-        f"{data_folder!r} holds no examples.json (nor nsynth-{split}/examples.json); expected an "
-        "NSynth-format folder: examples.json + audio/<note_str>.wav"
+        f"{data_folder!r} holds no examples.json (nor nsynth-{split}/examples.json): "
+        + NOTE_FOLDER_HINT.format(split=split)
     )
 
 

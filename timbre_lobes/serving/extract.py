@@ -89,7 +89,6 @@ def extract_embeddings(model, data_folder, output_folder, batch_size=32, device=
     note_folder = resolve_note_folder(data_folder)
     if isinstance(model, (str, os.PathLike)):
         model = TimbreEncoder.from_hparams(source=os.fspath(model), run_opts={"device": device})
-    os.makedirs(output_folder, exist_ok=True)
     meta_path = os.path.join(note_folder, "examples.json")
     stat = os.stat(meta_path)
     settings = {
@@ -107,7 +106,9 @@ def extract_embeddings(model, data_folder, output_folder, batch_size=32, device=
 
     problems = []
     rows = read_nsynth_folder(note_folder, note_folder, SAMPLE_RATE, problems)
-    if not rows:
+    if not rows and not problems:  # nothing to report: nothing is written
+        raise DataFolderError(f"{meta_path} lists no notes: give a folder whose examples.json lists its notes")
+    if not rows:  # the report (the folder's only file) says why each note was skipped
         write_report(problems, os.path.join(output_folder, SKIPPED_FILE))
         raise DataFolderError(f"no usable notes in {note_folder}; see {os.path.join(output_folder, SKIPPED_FILE)}")
     by_path = {os.path.join(note_folder, "audio", f"{row['ID']}.wav"): row for row in rows}

@@ -106,16 +106,10 @@ class TimbreEncoder(EncoderClassifier):
         FileNotFoundError
             The folder or one of its files is missing (the message names it).
         """
-        folder = os.path.abspath(os.fspath(source))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"no exported model at {source}: not a folder")
-        for name in (hparams_file, *REQUIRED_FILES[1:]):
-            if not os.path.isfile(os.path.join(folder, name)):
-                raise FileNotFoundError(f"incomplete model folder {source}: {name} is missing")
+        folder = check_model_folder(source, hparams_file)
         if savedir is not None and os.path.abspath(os.fspath(savedir)) == folder:
             savedir = None
         overrides = {"pretrained_path": folder, **(overrides or {})}
-        _check_checkpoints(folder, hparams_file)
         return super().from_hparams(
             source=folder, hparams_file=hparams_file, savedir=savedir, overrides=overrides, **kwargs
         )
@@ -404,11 +398,37 @@ class TimbreEncoder(EncoderClassifier):
         return self.encode_batch(wavs, wav_lens)
 
 
-def _check_checkpoints(folder, hparams_file):
-    """Names the first ``<pretrained_path>/...`` file the YAML points at that is not there."""
-    with open(os.path.join(folder, hparams_file)) as handle:
-        for line in handle:
-            if "<pretrained_path>/" in line:
-                name = line.split("<pretrained_path>/", 1)[1].strip()
-                if not os.path.isfile(os.path.join(folder, name)):
-                    raise FileNotFoundError(f"incomplete model folder {folder}: {name} is missing")
+#: What to do when a model folder is missing or incomplete, said by every error about one.
+EXPORT_HINT = "give the folder train.py exports, <output_folder>/model (`make demo` writes results/demo/model)"
+
+
+def check_model_folder(source, hparams_file="hyperparams.yaml"):
+    """Checks that ``source`` is a whole exported model folder, without loading anything; returns its absolute path.
+
+    Every entry point that takes a model folder calls it before it creates any
+    output, so a wrong path is a one-line error and leaves nothing behind.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder is missing, or one of its files (``hyperparams.yaml``, the label
+        files, a checkpoint its YAML points at) is; the message names it and what to do.
+
+    Example
+    -------
+    >>> check_model_folder("/nonexistent/model")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no exported model at /nonexistent/model (not a folder): give the folder train.py exports, ...
+    """
+    folder = os.path.abspath(os.fspath(source))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"no exported model at {source} (not a folder): {EXPORT_HINT}")
+    names = [hparams_file, *REQUIRED_FILES[1:]]
+    if os.path.isfile(os.path.join(folder, hparams_file)):
+        with open(os.path.join(folder, hparams_file)) as handle:  # the checkpoints the YAML points at
+            names += [line.split("<pretrained_path>/", 1)[1].strip() for line in handle if "<pretrained_path>/" in line]
+    for name in names:
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise FileNotFoundError(f"incomplete model folder {source}: {name} is missing; {EXPORT_HINT}")
+    return folder
