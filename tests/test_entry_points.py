@@ -5,6 +5,7 @@ error, the only one starting with ``<script>: error:``, with no traceback, and t
 the run was given must not exist afterwards.
 """
 
+import importlib.util
 import json
 import logging
 import os
@@ -12,9 +13,11 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import soundfile as sf
 from conftest import REPO, SHARED_DATA
-from test_rwc import SMALL_PROTOCOL, make_rwc_corpus
+from test_rwc import SMALL_PROTOCOL, make_rwc_corpus, rwc
 
 from timbre_lobes.checkpoints import CommitLastCheckpointer, RunSignature
 
@@ -248,3 +251,43 @@ def test_probe_bad_input_leaves_no_output_folder(case, empty_note_folder, tmp_pa
     }[case]
     assert expected in error
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------
+# Damage found while reviewing the recipes: a cut-short recording, an interrupted write
+# ---------------------------------------------------------------------------
+
+
+def test_rwc_preparation_reports_a_cut_short_recording(tmp_path):
+    """A WAV cut short by an interrupted copy reads as a shorter recording: it is reported, not split."""
+    data = tmp_path / "rwc"
+    sr = 16000
+    t = np.arange(int(0.5 * sr)) / sr
+    note = np.sin(2 * np.pi * 220 * t) * np.exp(-4 * t) * 0.5
+    recording = np.concatenate([np.zeros(sr // 4)] + [note, np.zeros(sr // 2)] * 3).astype(np.float32)
+    data.mkdir()
+    sf.write(str(data / "171VCNOF.wav"), recording, sr)
+    whole = (data / "171VCNOF.wav").read_bytes()
+    (data / "172VCNOF.wav").write_bytes(whole[: len(whole) // 2])  # the header still declares every sample
+    problems = []
+    rows = rwc.read_rwc_notes(str(data), str(tmp_path / "notes"), problems=problems)
+    assert [r["ID"] for r in rows] == ["171VCNOF_000", "171VCNOF_001", "171VCNOF_002"]
+    assert len(problems) == 1 and problems[0][0] == "172VCNOF.wav" and problems[0][1].startswith("truncated")
+
+
+def test_probe_tsne_file_survives_an_interrupted_write(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("probe", PROBE)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    path = tmp_path / "tsne.npz"
+    probe.save_tsne(str(path), ["a", "b"], {"m": np.ones((2, 2), dtype=np.float32)})
+    before = path.read_bytes()
+
+    def cut_short(file, **arrays):
+        file.write(before[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(probe.np, "savez", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        probe.save_tsne(str(path), ["a", "b"], {"m": np.zeros((2, 2), dtype=np.float32)})
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["tsne.npz"]

@@ -43,6 +43,7 @@ import soundfile as sf
 
 from timbre_lobes.atomic import atomic_open, write_json
 from timbre_lobes.data import manifest
+from timbre_lobes.data.audio import audio_problem
 from timbre_lobes.data.nsynth import DataFolderError, write_label_file
 from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL, protocol_trials, write_trials
 from timbre_lobes.training import FAMILY_LABELS, INSTRUMENT_LABELS
@@ -851,6 +852,11 @@ def read_rwc_notes(
             name = parse_rwc_name(rel, table)
         except RWCNameError as err:
             problems.append((rel, str(err)))
+            continue
+        # Damage a decoder would not notice (a WAV cut short by an interrupted copy reads as a shorter one).
+        damage = audio_problem(os.path.join(data_folder, rel), sample_rate=None, channels=None)
+        if damage:
+            problems.append((rel, damage))
             continue
         try:
             notes = cut_file(os.path.join(data_folder, rel), name, notes_folder, sample_rate, split_options)

@@ -22,6 +22,7 @@ import numpy as np
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
+from timbre_lobes.atomic import atomic_open
 from timbre_lobes.data.nsynth import resolve_note_folder
 from timbre_lobes.data.nsynth_labels import QUALITIES
 from timbre_lobes.probing.attributes import attribute_targets
@@ -66,6 +67,15 @@ def map_rows(labels):
     return rows
 
 
+def save_tsne(path, ids, coordinates):
+    """Writes the t-SNE coordinates (name -> ``[n, 2]``) and the notes' ids as one ``.npz``, atomically.
+
+    An interrupted run leaves the earlier file whole, never a cut-short one.
+    """
+    with atomic_open(path, "wb") as handle:
+        np.savez(handle, ids=np.array(ids), **coordinates)
+
+
 def main(argv):
     hparams, models, device = load(argv)
     # Every input is checked before the output folder is made: a wrong path leaves nothing behind.
@@ -108,7 +118,7 @@ def main(argv):
         name: tsne_coordinates(x, hparams["seed"], hparams["tsne_perplexity"], hparams["tsne_max_iter"])
         for name, x in features.items()
     }
-    np.savez(os.path.join(out, "tsne.npz"), ids=np.array([row["id"] for row in labels]), **coordinates)
+    save_tsne(os.path.join(out, "tsne.npz"), [row["id"] for row in labels], coordinates)
     data_name = os.path.basename(os.path.normpath(hparams["data_folder"]))
     plot_tsne_families(
         coordinates,
