@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import REPO, rewrite_examples
 from hyperpyyaml import load_hyperpyyaml
+from sklearn.metrics import f1_score
 from test_recipe_nsynth import TINY, run_recipe
 
 from timbre_lobes import training
@@ -45,11 +46,20 @@ def label_file(path):
     return [encoder.ind2lab[i] for i in range(len(encoder))]
 
 
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def test_three_made_up_classes_train_evaluate_and_export(three_class_corpus, tmp_path):
     out = tmp_path / "run"
-    run_recipe("transMel", three_class_corpus, out)
+    proc = run_recipe("transMel", three_class_corpus, out, "--closed_set_share=0")
     results = json.loads((out / "results.json").read_text())
     assert results["families_present"] == CLASSES
+    # No closed set: every training note trains, and the figures are null, never zeros.
+    assert results["closed_set"] is None and "closed set: off" in proc.stdout
+    assert read_csv(out / "save" / "closed_set.csv") == [] and len(read_csv(out / "save" / "train.csv")) == 72
+    assert not (out / "closed_set_predictions.csv").exists()
     assert 0 <= results["EER_snorm"] <= 100 and results["minDCF_snorm"] <= 1.0  # s-norm against the head's prototypes
     assert np.asarray(results["family_confusion"]).shape == (3, 3)
     # The family head has one row per category, and the export says which.
@@ -220,3 +230,51 @@ def test_changing_a_model_size_into_the_same_folder_names_the_tensors(tiny_corpu
     assert "were made with other settings" in proc.stderr
     # LDE's dictionary: 8 components in the checkpoints, 4 now.
     assert re.search(r"embedding_model\.\S+: \(8, \d+\) in the checkpoints, \(4, \d+\) now", proc.stderr)
+
+
+def test_closed_set_figures_are_the_heads_predictions_on_held_out_training_notes(nsynth_run, tiny_corpus):
+    """results.json's closed set: the YAML's share of every training instrument's notes, scored by both heads."""
+    closed = json.loads((nsynth_run / "results.json").read_text())["closed_set"]
+    held, train = read_csv(nsynth_run / "save" / "closed_set.csv"), read_csv(nsynth_run / "save" / "train.csv")
+    assert not {r["ID"] for r in held} & {r["ID"] for r in train}
+    # 12 notes per training instrument, closed_set_share 0.1: one held-out note of each of the 6.
+    instruments = label_file(nsynth_run / "save" / "instrument_encoder.txt")
+    assert sorted(r["instrument"] for r in held) == sorted(instruments) and len(train) == 66
+    assert (closed["share"], closed["n_notes"], closed["n_instruments"]) == (0.1, 6, 6)
+    assert all(0.0 <= closed[k] <= 1.0 for k in ("instrument_accuracy", "instrument_top5_accuracy"))
+    # The same figures, recomputed from the export: each note embedded whole and alone, each head's best rows.
+    model = TimbreEncoder.from_hparams(source=str(nsynth_run / "model"), run_opts={"device": "cpu"})
+    model.max_seconds, model.trim_db = None, None
+    embeddings = model.embed_files([r["wav"].replace("$data_root", str(tiny_corpus)) for r in held])
+    instrument_scores = model.instrument_probabilities(embeddings)
+    family_pred = [model.family_labels[i] for i in model.family_probabilities(embeddings).argmax(axis=1)]
+    truth = [r["instrument"] for r in held]
+    top1 = [model.instrument_labels[i] for i in instrument_scores.argmax(axis=1)]
+    top5 = [{model.instrument_labels[i] for i in np.argsort(-p)[:5]} for p in instrument_scores]
+    assert closed["instrument_accuracy"] == pytest.approx(np.mean([p == t for p, t in zip(top1, truth)]))
+    assert closed["instrument_top5_accuracy"] == pytest.approx(np.mean([t in p for p, t in zip(top5, truth)]))
+    families = [r["family"] for r in held]
+    present = sorted(set(families))
+    assert closed["family_micro_f1"] == pytest.approx(f1_score(families, family_pred, average="micro"))
+    assert closed["family_macro_f1"] == pytest.approx(
+        f1_score(families, family_pred, labels=present, average="macro", zero_division=0)
+    )
+    # The per-note predictions behind them, and the final log line with both scenarios.
+    predictions = {r["ID"]: r for r in read_csv(nsynth_run / "closed_set_predictions.csv")}
+    assert [predictions[r["ID"]]["predicted_instrument"] for r in held] == top1
+    assert [predictions[r["ID"]]["predicted_family"] for r in held] == family_pred
+    last = (nsynth_run / "train_log.txt").read_text().strip().splitlines()[-1]
+    assert "test EER" in last and "test closed_set_instrument_accuracy" in last
+
+
+def test_reusing_an_output_folder_with_another_closed_set_share_stops_and_says_why(nsynth_run, tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(nsynth_run, out)
+    train = (out / "save" / "train.csv").read_bytes()
+    proc = run_recipe("transMel", tiny_corpus, out, "--closed_set_share=0.2", expect_fail=True)
+    assert "Traceback" not in proc.stderr and "were made with other settings" in proc.stderr
+    assert (
+        "closed set: closed_set_share 0.1, closed_set_seed 1234 in the checkpoints, "
+        "closed_set_share 0.2, closed_set_seed 1234 now" in proc.stderr
+    )
+    assert (out / "save" / "train.csv").read_bytes() == train  # refused before the preparation

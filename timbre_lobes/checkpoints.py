@@ -100,7 +100,7 @@ class RunFolderError(RuntimeError):
 
 @sb.utils.checkpoints.register_checkpoint_hooks
 class RunSignature:
-    """What a run's checkpoints were made with: its data folder, label spaces and module sizes.
+    """What a run's checkpoints were made with: its data folder, data options, label spaces and module sizes.
 
     Saved with every checkpoint (add it to the checkpointer with
     ``optional_load=True``). :meth:`check` compares a folder's latest checkpoint
@@ -117,21 +117,28 @@ class RunSignature:
         name -> list of labels (e.g. the instrument and family label spaces).
     modules : dict
         name -> torch module whose parameter shapes must match the checkpoint's.
+    options : dict, optional
+        name -> description of a data setting that changes which notes are trained
+        on (e.g. ``{"closed set": "closed_set_share 0.1, closed_set_seed 1234"}``).
+        A setting that is off is left out; one missing from a checkpoint's
+        signature (a checkpoint older than the setting) was off there.
 
     Example
     -------
-    >>> a = RunSignature("/data/a", {"family": ["bass", "reed"]}, {})
+    >>> a = RunSignature("/data/a", {"family": ["bass", "reed"]}, {}, {"closed set": "share 0.1"})
     >>> b = RunSignature("/data/b", {"family": ["bass", "organ"]}, {})
     >>> for line in a.differences(b.state):
     ...     print(line)
     data folder: /data/b in the checkpoints, /data/a now
+    closed set: off in the checkpoints, share 0.1 now
     family labels: 2 in the checkpoints, 2 now (1 of the checkpoints' not among today's: 'organ')
     """
 
-    def __init__(self, data_folder, labels, modules):
+    def __init__(self, data_folder, labels, modules, options=None):
         self.modules = modules
         self.state = {
             "data_folder": os.path.abspath(data_folder),
+            "options": dict(options or {}),
             "labels": {name: list(values) for name, values in labels.items()},
         }
 
@@ -149,6 +156,11 @@ class RunSignature:
         lines = []
         if saved.get("data_folder") != self.state["data_folder"]:
             lines.append(f"data folder: {saved.get('data_folder')} in the checkpoints, {self.state['data_folder']} now")
+        before_options, now_options = saved.get("options") or {}, self.state["options"]
+        for name in sorted(set(before_options) | set(now_options)):
+            before, now = before_options.get(name, "off"), now_options.get(name, "off")
+            if before != now:
+                lines.append(f"{name}: {before} in the checkpoints, {now} now")
         for name, now in self.state["labels"].items():
             before = saved.get("labels", {}).get(name)
             if before is not None and before != now:

@@ -6,11 +6,12 @@ A recipe's ``train.py`` glues these to a dataset, as SpeechBrain's speaker recip
     prepare_nsynth(...)                                   # manifests + label files in save_folder
     datasets, labels = training.dataio_prep(hparams, data_folder)
     brain = training.make_brain(hparams, run_opts, labels, data_folder)  # heads sized by the label files
-    brain.fit(...); brain.evaluate(...)
+    brain.fit(...); training.evaluate(brain, datasets, hparams["eval_dataloader_opts"])
     training.finish_run(brain, hparams, labels, data_folder, datasets["valid"])
 
-The manifests (``train.csv``, ``valid.csv``, ``test.csv`` in ``save_folder``) have
-the columns ``ID, duration, wav, instrument, family`` (more are ignored), with wav
+The manifests (``train.csv``, ``valid.csv``, ``test.csv`` in ``save_folder``, and
+``closed_set.csv`` where the preparation holds out a closed set) have the columns
+``ID, duration, wav, instrument, family`` (more are ignored), with wav
 paths under ``$data_root``; ``save_folder`` also holds the label files
 :data:`INSTRUMENT_LABELS` and :data:`FAMILY_LABELS` (SpeechBrain
 ``CategoricalEncoder`` files written by the preparation), which size the
@@ -30,12 +31,13 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from timbre_lobes.checkpoints import RunClock, RunFolderError, RunSignature
-from timbre_lobes.data import augment
+from timbre_lobes.data import augment, manifest
+from timbre_lobes.data.closed_set import CLOSED_SET, DEFAULT_SEED
 from timbre_lobes.lobes.embed import EMBEDDING_MODULES, embed_unpadded, embed_waveforms
 from timbre_lobes.scoring import evaluation
 from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL, read_trials
 
-__all__ = ["RunFolderError", "TimbreBrain", "dataio_prep", "finish_run", "load_run", "make_brain"]
+__all__ = ["RunFolderError", "TimbreBrain", "dataio_prep", "evaluate", "finish_run", "load_run", "make_brain"]
 
 #: Label files in ``save_folder`` (written by the preparation) and in an export.
 INSTRUMENT_LABELS = "instrument_encoder.txt"
@@ -52,11 +54,18 @@ class TimbreBrain(sb.core.Brain):
     crops of the training notes; each validation pass scores open-set
     verification (EER) on the validation instruments, which selects the
     checkpoint kept as best; the test pass stores its figures in ``test_stats``.
+    A test pass with ``eval_split`` set to ``"closed_set"`` (:func:`evaluate`) scores
+    held-out notes of the training instruments instead, with the instrument head
+    too, into ``closed_set_stats`` (None: no closed set), which the test log line
+    then shows beside the open-set figures.
     Each callable in ``epoch_end_hooks`` is called as ``hook(brain, epoch, valid_stats)``
     after an epoch's validation and checkpoint (e.g. the RWC recipe's per-epoch test F1).
     """
 
     epoch_end_hooks = ()
+    eval_split = "test"
+    closed_set_stats = None
+    closed_set_rows = None
 
     def _wrap_distributed(self):
         """SpeechBrain's DDP wrapping, without SyncBatchNorm when the processes run on CPU.
@@ -90,8 +99,14 @@ class TimbreBrain(sb.core.Brain):
             embeddings = embed_unpadded(self.modules, wavs, lens)
         family_out = self.modules.family_head(embeddings)
         # Validation and test instruments are unseen: only the family head applies there.
-        instrument_out = self.modules.instrument_head(embeddings) if stage == sb.Stage.TRAIN else None
+        # The closed set's are training instruments, which the instrument head names.
+        instrument_out = None
+        if stage == sb.Stage.TRAIN or self._closed_set_pass(stage):
+            instrument_out = self.modules.instrument_head(embeddings)
         return embeddings, instrument_out, family_out, lens
+
+    def _closed_set_pass(self, stage):
+        return stage == sb.Stage.TEST and self.eval_split == CLOSED_SET
 
     def compute_objectives(self, predictions, batch, stage):
         """Instrument loss + family_weight * family loss (family loss alone off training)."""
@@ -105,7 +120,8 @@ class TimbreBrain(sb.core.Brain):
             instrument_loss = self.hparams.instrument_loss(instrument_out, instruments)
             family_loss = self.hparams.family_loss(family_out, families)
             return instrument_loss + self.hparams.family_weight * family_loss
-        self.collected.add(batch.id, embeddings, family_out, families)
+        instruments = batch.instrument_encoded.data if instrument_out is not None else None
+        self.collected.add(batch.id, embeddings, family_out, families, instrument_out, instruments)
         return self.hparams.family_loss(family_out, families)
 
     def on_stage_start(self, stage, epoch=None):
@@ -117,6 +133,12 @@ class TimbreBrain(sb.core.Brain):
         """Scores the epoch, anneals the learning rate, logs and checkpoints."""
         if stage == sb.Stage.TRAIN:
             self.train_stats = {"loss": stage_loss}
+            return
+        if self._closed_set_pass(stage):  # no trials: the heads' own predictions
+            self.closed_set_stats = evaluation.closed_set_scores(self.collected, self.family_labels)
+            self.closed_set_rows = evaluation.closed_set_predictions(
+                self.collected, self.instrument_labels, self.family_labels
+            )
             return
         split = "valid" if stage == sb.Stage.VALID else "test"
         enrolments, trials = read_trials(
@@ -146,13 +168,18 @@ class TimbreBrain(sb.core.Brain):
             for hook in self.epoch_end_hooks:
                 hook(self, epoch, stats)
         else:
+            test_stats = {
+                k: stats[k] for k in ("EER", "minDCF", "EER_snorm", "family_micro_f1", "family_macro_f1") if k in stats
+            }
+            # The closed set (training instruments' held-out notes) beside the open set (unseen instruments).
+            closed = self.closed_set_stats
+            if closed is None:
+                test_stats["closed set"] = "off"
+            else:
+                for key in ("instrument_accuracy", "instrument_top5_accuracy", "family_micro_f1", "family_macro_f1"):
+                    test_stats[f"closed_set_{key}"] = closed[key]
             self.hparams.train_logger.log_stats(
-                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
-                test_stats={
-                    k: stats[k]
-                    for k in ("EER", "minDCF", "EER_snorm", "family_micro_f1", "family_macro_f1")
-                    if k in stats
-                },
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=test_stats
             )
             self.test_stats = stats
 
@@ -319,11 +346,36 @@ def check_output_folder(hparams, data_folder=None):
     if data_folder is None:
         data_folder = hparams.get("data_folder") or hparams.get("default_corpus_folder") or ""
     modules = {k: v for k, v in checkpointer.recoverables.items() if isinstance(v, torch.nn.Module)}
-    signature = RunSignature(data_folder, {}, modules)
+    signature = RunSignature(data_folder, {}, modules, data_options(hparams))
     if hparams.get("start_over"):
         run_on_main(signature.check, args=[checkpointer], kwargs={"start_over": True})
     else:
         signature.check(checkpointer)
+
+
+def data_options(hparams):
+    """The settings besides the data folder that decide which notes a run trains on (:class:`RunSignature`'s options).
+
+    The closed set: its share and seed when ``closed_set_share`` is set (a
+    checkpoint made with another share trained on other notes).
+
+    Example
+    -------
+    >>> data_options({"closed_set_share": 0.1, "closed_set_seed": 7}), data_options({"closed_set_share": 0})
+    ({'closed set': 'closed_set_share 0.1, closed_set_seed 7'}, {})
+    """
+    closed = closed_set_of(hparams)
+    if not closed["closed_set_share"]:
+        return {}
+    return {"closed set": ", ".join(f"{key} {value}" for key, value in closed.items())}
+
+
+def closed_set_of(hparams):
+    """A run's closed-set settings, as the preparation takes them (a YAML without them holds no closed set out)."""
+    return {
+        "closed_set_share": hparams.get("closed_set_share") or 0,
+        "closed_set_seed": hparams.get("closed_set_seed", DEFAULT_SEED),
+    }
 
 
 def protocol_of(hparams):
@@ -379,7 +431,9 @@ def dataio_prep(hparams, data_root):
     -------
     datasets : dict
         split -> ``DynamicItemDataset`` with outputs ``id, sig, family_encoded``
-        (+ ``instrument_encoded`` for train).
+        (+ ``instrument_encoded`` for train and the closed set). The closed set
+        (``closed_set``, read whole like the test notes) is there only when
+        ``save_folder`` holds a ``closed_set.csv`` with notes.
     labels : dict
         ``{"instrument": CategoricalEncoder, "family": CategoricalEncoder}``.
     """
@@ -394,6 +448,13 @@ def dataio_prep(hparams, data_root):
             csv_path=os.path.join(save_folder, f"{split}.csv"),
             replacements={"data_root": data_root},
         )
+    closed_csv = os.path.join(save_folder, f"{CLOSED_SET}.csv")
+    if _has_rows(closed_csv):  # SpeechBrain cannot read a manifest of no rows
+        datasets[CLOSED_SET] = sb.dataio.dataset.DynamicItemDataset.from_csv(
+            closed_csv, replacements={"data_root": data_root}
+        )
+    whole = [datasets[s] for s in ("valid", "test", CLOSED_SET) if s in datasets]
+    labelled = [datasets[s] for s in ("train", CLOSED_SET) if s in datasets]
     sample_rate = hparams["sample_rate"]
     crop = int(hparams["crop_seconds"] * sample_rate)
     max_start = int(hparams["crop_max_start"] * sample_rate)
@@ -431,12 +492,21 @@ def dataio_prep(hparams, data_root):
         return labels["instrument"].encode_sequence_torch([instrument])
 
     sb.dataio.dataset.add_dynamic_item([datasets["train"]], train_audio)
-    sb.dataio.dataset.add_dynamic_item([datasets["valid"], datasets["test"]], full_audio)
+    sb.dataio.dataset.add_dynamic_item(whole, full_audio)
     sb.dataio.dataset.add_dynamic_item(list(datasets.values()), family_pipeline)
-    sb.dataio.dataset.add_dynamic_item([datasets["train"]], instrument_pipeline)
-    sb.dataio.dataset.set_output_keys([datasets["train"]], ["id", "sig", "instrument_encoded", "family_encoded"])
+    sb.dataio.dataset.add_dynamic_item(labelled, instrument_pipeline)
+    sb.dataio.dataset.set_output_keys(labelled, ["id", "sig", "instrument_encoded", "family_encoded"])
     sb.dataio.dataset.set_output_keys([datasets["valid"], datasets["test"]], ["id", "sig", "family_encoded"])
     return datasets, labels
+
+
+def _has_rows(csv_path):
+    """Whether a manifest exists and holds a row below its header."""
+    if not os.path.isfile(csv_path):
+        return False
+    with open(csv_path) as handle:
+        next(handle, None)  # the header
+        return any(line.strip() for line in handle)
 
 
 def add_heads(hparams, labels):
@@ -563,7 +633,7 @@ def make_brain(hparams, run_opts, labels, data_folder):
     checkpointer = hparams["checkpointer"]
     modules = {k: v for k, v in checkpointer.recoverables.items() if isinstance(v, torch.nn.Module)}
     label_lists = {name: [enc.ind2lab[i] for i in range(len(enc))] for name, enc in labels.items()}
-    signature = RunSignature(data_folder, label_lists, modules)
+    signature = RunSignature(data_folder, label_lists, modules, data_options(hparams))
     if hparams.get("start_over"):
         run_on_main(signature.check, args=[checkpointer], kwargs={"start_over": True})
     else:  # read-only: every process stops alike
@@ -581,15 +651,55 @@ def make_brain(hparams, run_opts, labels, data_folder):
         checkpointer=hparams["checkpointer"],
     )
     brain.family_labels = label_lists["family"]
+    brain.instrument_labels = label_lists["instrument"]
     brain.run_clock = clock
     return brain
+
+
+def evaluate(brain, datasets, loader_kwargs, min_key="EER"):
+    """The run's evaluation with its best checkpoint: the closed set (when there is one), then the test split.
+
+    The closed set (``datasets["closed_set"]``: held-out notes of the training
+    instruments) goes through the same test pass as the test split, every note
+    embedded at its own length, and is scored by both heads
+    (:func:`timbre_lobes.scoring.evaluation.closed_set_scores`) into
+    ``brain.closed_set_stats``; without one that stays None. The test split (the
+    open set: unseen instruments) follows, into ``brain.test_stats``, and its
+    log line shows both scenarios' figures.
+
+    Arguments
+    ---------
+    brain : TimbreBrain
+    datasets : dict
+        :func:`dataio_prep`'s datasets.
+    loader_kwargs : dict
+        The evaluation data loaders' options (``eval_dataloader_opts``).
+    min_key : str
+        The checkpoint metadata key whose lowest value marks the best checkpoint.
+    """
+    brain.closed_set_stats = brain.closed_set_rows = None
+    closed = datasets.get(CLOSED_SET)
+    if closed is not None:
+        brain.eval_split = CLOSED_SET
+        try:
+            brain.evaluate(closed, min_key=min_key, test_loader_kwargs=dict(loader_kwargs))
+        finally:
+            brain.eval_split = "test"
+    brain.evaluate(datasets["test"], min_key=min_key, test_loader_kwargs=dict(loader_kwargs))
+
+
+#: Per-note predictions on the closed set, in the output folder.
+CLOSED_SET_PREDICTIONS = "closed_set_predictions.csv"
 
 
 def finish_run(brain, hparams, labels, data_folder, valid_set=None, **extra):
     """Writes ``results.json`` and the confusion picture, prints the table and exports the model.
 
-    Call it after ``brain.evaluate(..., min_key=...)`` (the brain then holds the
-    best checkpoint). Only the main process writes.
+    Call it after :func:`evaluate` (or ``brain.evaluate(..., min_key=...)``: the
+    brain then holds the best checkpoint). ``results.json`` gets the closed set's
+    figures under ``closed_set`` (null without a closed set), and
+    :data:`CLOSED_SET_PREDICTIONS` its per-note predictions. Only the main
+    process writes.
 
     Returns
     -------
@@ -601,6 +711,10 @@ def finish_run(brain, hparams, labels, data_folder, valid_set=None, **extra):
     if not if_main_process():
         return None
     clock = brain.run_clock
+    closed = brain.closed_set_stats
+    if closed is not None:
+        settings = closed_set_of(hparams)
+        closed = {"share": settings["closed_set_share"], "seed": settings["closed_set_seed"], **closed}
     results = evaluation.results_record(
         brain.test_stats,
         system=hparams["system"],
@@ -610,9 +724,15 @@ def finish_run(brain, hparams, labels, data_folder, valid_set=None, **extra):
         wall_seconds=clock.seconds,
         wall_seconds_earlier_processes=round(clock.earlier_seconds, 1),
         device=str(brain.device),
+        closed_set=closed,
         **extra,
     )
     evaluation.save_results(results, hparams["output_folder"])
+    predictions = os.path.join(hparams["output_folder"], CLOSED_SET_PREDICTIONS)
+    if brain.closed_set_rows:
+        manifest.write_manifest(brain.closed_set_rows, predictions, list(brain.closed_set_rows[0]))
+    elif os.path.exists(predictions):  # an earlier run's, with a closed set
+        os.remove(predictions)
     print(evaluation.format_results_table([results]))
     # The inference model folder (timbre_lobes.serving.inference.TimbreEncoder loads it).
     export_folder = hparams.get("export_folder") or os.path.join(hparams["output_folder"], "model")
@@ -626,5 +746,6 @@ def finish_run(brain, hparams, labels, data_folder, valid_set=None, **extra):
         family_encoder=labels["family"],
     )
     print(f"Exported the model to {export_folder}")
+    print(evaluation.format_scenarios(results))
     sys.stdout.flush()
     return results

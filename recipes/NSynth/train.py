@@ -8,7 +8,9 @@ the same for all of them. Training learns the instrument and family heads
 jointly; each epoch ends with open-set instrument verification (EER) on the
 validation instruments, which selects the checkpoint kept as best. The run ends
 with the test evaluation (verification EER/minDCF on the test instruments,
-family identification micro/macro-F1), saved to results.json, and the export of
+family identification micro/macro-F1) and the closed-set one (instrument
+identification and family F1 on held-out notes of the training instruments,
+``closed_set_share``), saved to results.json, and the export of
 the inference model folder. ``--pretrained_model=<export folder>`` starts from a
 trained model's front end and encoder (``--freeze_frontend=True`` keeps the
 front end fixed).
@@ -37,6 +39,7 @@ def main(argv):
             "skip_prep": hparams["skip_prep"],
             "sample_rate": hparams["sample_rate"],
             "protocol": training.protocol_of(hparams),
+            **training.closed_set_of(hparams),
         },
     )
     datasets, labels = training.dataio_prep(hparams, data_folder)
@@ -48,7 +51,8 @@ def main(argv):
         train_loader_kwargs=hparams["train_dataloader_opts"],
         valid_loader_kwargs=hparams["eval_dataloader_opts"],
     )
-    brain.evaluate(datasets["test"], min_key="EER", test_loader_kwargs=hparams["eval_dataloader_opts"])
+    # The closed set (held-out notes of the training instruments), then the test split (unseen instruments).
+    training.evaluate(brain, datasets, hparams["eval_dataloader_opts"])
     training.finish_run(brain, hparams, labels, data_folder, valid_set=datasets["valid"])
     return brain
 

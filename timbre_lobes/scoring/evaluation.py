@@ -12,16 +12,22 @@ from timbre_lobes.atomic import save_figure, write_json
 from timbre_lobes.data.nsynth_labels import FAMILIES
 from timbre_lobes.scoring.verification import eer_and_min_dcf, score_trials
 
+#: Instrument identification on the closed set counts a note right when its instrument is among this many best.
+TOP_K = 5
+
 
 class Collector:
-    """Accumulates per-note embeddings and family outputs over evaluation batches."""
+    """Accumulates per-note embeddings and family outputs (and instrument outputs, on the closed set) over batches."""
 
     def __init__(self):
+        self.ids = []
         self.embeddings = {}
         self.family_pred = []
         self.family_true = []
+        self.instrument_ranked = []
+        self.instrument_true = []
 
-    def add(self, ids, embeddings, family_out, family_labels):
+    def add(self, ids, embeddings, family_out, family_labels, instrument_out=None, instrument_labels=None):
         """Stores a batch.
 
         Arguments
@@ -33,12 +39,23 @@ class Collector:
             [batch, 1, n_families] scores.
         family_labels : torch.Tensor
             [batch, 1] family indices.
+        instrument_out : torch.Tensor, optional
+            [batch, 1, n_instruments] scores of the instrument head (notes of training instruments);
+            its :data:`TOP_K` best rows are kept, best first.
+        instrument_labels : torch.Tensor, optional
+            [batch, 1] instrument indices (with ``instrument_out``).
         """
+        self.ids.extend(ids)
         embeddings = embeddings.detach().squeeze(1).cpu()
         for note_id, emb in zip(ids, embeddings):
             self.embeddings[note_id] = emb
         self.family_pred.extend(family_out.detach().squeeze(1).argmax(dim=-1).cpu().tolist())
         self.family_true.extend(family_labels.detach().reshape(-1).cpu().tolist())
+        if instrument_out is not None:
+            scores = instrument_out.detach().squeeze(1).float()
+            ranked = scores.topk(min(TOP_K, scores.shape[-1]), dim=-1).indices
+            self.instrument_ranked.extend(ranked.cpu().tolist())
+            self.instrument_true.extend(instrument_labels.detach().reshape(-1).cpu().tolist())
 
 
 def family_scores(true, pred, labels=FAMILIES):
@@ -109,6 +126,111 @@ def evaluate_collected(collector, enrolments, trials, labels=FAMILIES, cohort=No
     stats.update(family_scores(collector.family_true, collector.family_pred, labels=labels))
     stats["family_labels"] = list(labels)
     return stats
+
+
+def closed_set_scores(collector, family_labels=FAMILIES):
+    """The closed-set figures: instrument identification by the instrument head, family F1 by the family head.
+
+    Arguments
+    ---------
+    collector : Collector
+        The closed-set notes, collected with their instrument outputs.
+    family_labels : sequence of str
+        The family head's label space (see :func:`family_scores`).
+
+    Returns
+    -------
+    dict
+        ``n_notes``, ``n_instruments`` (instruments among the notes),
+        ``instrument_accuracy`` (top-1), ``instrument_top5_accuracy`` (the
+        instrument among the head's :data:`TOP_K` best; 1 when the head has at
+        most that many rows), and :func:`family_scores`' figures.
+
+    Example
+    -------
+    >>> c = Collector()
+    >>> c.add(["a", "b"], torch.zeros(2, 1, 4), torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]]]),
+    ...       torch.tensor([[0], [1]]), torch.tensor([[[0.9, 0.1, 0.0]], [[0.9, 0.1, 0.0]]]), torch.tensor([[0], [1]]))
+    >>> s = closed_set_scores(c, family_labels=["low", "high"])
+    >>> s["n_notes"], s["instrument_accuracy"], s["instrument_top5_accuracy"], s["family_micro_f1"]
+    (2, 0.5, 1.0, 0.5)
+    """
+    if len(collector.instrument_true) != len(collector.ids):
+        raise ValueError("closed_set_scores needs the instrument head's outputs of every collected note")
+    true = np.asarray(collector.instrument_true)
+    ranked = [list(r) for r in collector.instrument_ranked]
+    stats = {
+        "n_notes": len(collector.ids),
+        "n_instruments": len(set(true.tolist())),
+        "instrument_accuracy": float(np.mean([r[0] == t for r, t in zip(ranked, true)])),
+        "instrument_top5_accuracy": float(np.mean([t in r for r, t in zip(ranked, true)])),
+    }
+    stats.update(family_scores(collector.family_true, collector.family_pred, labels=family_labels))
+    return stats
+
+
+def closed_set_predictions(collector, instrument_labels, family_labels):
+    """One row per closed-set note: its instrument and family, and what the heads predicted.
+
+    Returns
+    -------
+    list of dict
+        ``ID, instrument, predicted_instrument, top5_instruments`` (space-separated,
+        best first), ``family, predicted_family``, in the order the notes were collected.
+    """
+    rows = []
+    for i, note_id in enumerate(collector.ids):
+        ranked = [instrument_labels[k] for k in collector.instrument_ranked[i]]
+        rows.append(
+            {
+                "ID": note_id,
+                "instrument": instrument_labels[collector.instrument_true[i]],
+                "predicted_instrument": ranked[0],
+                "top5_instruments": " ".join(ranked),
+                "family": family_labels[collector.family_true[i]],
+                "predicted_family": family_labels[collector.family_pred[i]],
+            }
+        )
+    return rows
+
+
+def format_closed_set(closed):
+    """One line of closed-set figures (``results.json``'s ``closed_set``), or ``closed set: off`` for None.
+
+    Example
+    -------
+    >>> format_closed_set(None)
+    'closed set: off'
+    >>> print(format_closed_set({"n_notes": 6, "n_instruments": 6, "instrument_accuracy": 0.5,
+    ...     "instrument_top5_accuracy": 1.0, "family_micro_f1": 0.5, "family_macro_f1": 0.25}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    closed set (6 held-out notes of 6 training instruments): instrument accuracy 0.500 (top-5 1.000),
+    family micro-F1 0.500, macro-F1 0.250
+    """
+    if closed is None:
+        return "closed set: off"
+    return (
+        f"closed set ({closed['n_notes']} held-out notes of {closed['n_instruments']} training instruments): "
+        f"instrument accuracy {closed['instrument_accuracy']:.3f} (top-5 {closed['instrument_top5_accuracy']:.3f}), "
+        f"family micro-F1 {closed['family_micro_f1']:.3f}, macro-F1 {closed['family_macro_f1']:.3f}"
+    )
+
+
+def format_scenarios(record):
+    """The open-set (test) figures and the closed-set ones (:func:`format_closed_set`) of a results record, one line.
+
+    Example
+    -------
+    >>> print(format_scenarios({"n_notes": 48, "EER": 12.5, "minDCF": 0.5, "family_micro_f1": 0.4,
+    ...     "family_macro_f1": 0.3, "closed_set": None}))  # doctest: +NORMALIZE_WHITESPACE
+    open set (48 notes of unseen instruments): EER 12.50 %, minDCF 0.500, family micro-F1 0.400, macro-F1 0.300 |
+    closed set: off
+    """
+    return (
+        f"open set ({record['n_notes']} notes of unseen instruments): EER {record['EER']:.2f} %, "
+        f"minDCF {record['minDCF']:.3f}, family micro-F1 {record['family_micro_f1']:.3f}, "
+        f"macro-F1 {record['family_macro_f1']:.3f} | {format_closed_set(record.get('closed_set'))}"
+    )
 
 
 def machine_description(device="cpu"):
