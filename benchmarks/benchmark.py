@@ -60,6 +60,7 @@ import time
 # Siblings in benchmarks/ (Python puts the script's folder on the path).
 import budget
 import profile_systems
+import real_samples
 from budget import RESERVED_KEYS, BudgetError, merge_overrides, override_key
 
 from timbre_lobes.atomic import replaced_folder, write_json
@@ -68,6 +69,7 @@ from timbre_lobes.data.nsynth_labels import SPLITS
 from timbre_lobes.render import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_splits
 from timbre_lobes.scoring.evaluate import evaluate_model
 from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL
+from timbre_lobes.serving.inference import TimbreEncoder
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -337,9 +339,16 @@ def evaluate_real(system, model_folder, nsynth_folder, folder, protocol, device,
             return dict(record, reused=True)
     progress(f"{system}: evaluating {model_folder} on {nsynth_folder}")
     record = evaluate_model(model_folder, nsynth_folder, folder, device=device, verbose=False, **protocol)
+    # The other real sets beside the NSynth notes (../shared/data): family accuracy on each that is present.
+    model = TimbreEncoder.from_hparams(source=model_folder, run_opts={"device": device})
+    for name, (files, family_of) in real_samples.family_sets(os.path.dirname(os.path.abspath(nsynth_folder))).items():
+        key = REAL_FAMILY_KEYS[name]
+        record[key] = real_samples.family_accuracy(model, files, family_of)["accuracy"] if files else None
+    write_json(results, record)
     progress(
         f"{system}: {record['n_notes']} real notes: EER {record['EER']:.2f} %, "
-        f"family micro-F1 {record['family_micro_f1']:.3f}"
+        f"family micro-F1 {record['family_micro_f1']:.3f}; family accuracy Philharmonia "
+        f"{_fmt(record['philharmonia_family_accuracy'], '.3f')}, RWC notes {_fmt(record['rwc_family_accuracy'], '.3f')}"
     )
     return dict(record, reused=False)
 
@@ -394,7 +403,11 @@ QUALITY_KEYS = (
     "n_target_trials",
     "n_nontarget_trials",
     "wall_seconds",
+    "philharmonia_family_accuracy",
+    "rwc_family_accuracy",
 )
+#: real_samples.family_sets name -> the nsynth_real record's key of its family accuracy.
+REAL_FAMILY_KEYS = {"philharmonia-sample": "philharmonia_family_accuracy", "rwc-sample/notes": "rwc_family_accuracy"}
 
 
 def make_row(system, scenario, record, cost, folder):
@@ -430,20 +443,25 @@ def markdown(report):
     lines += [
         "",
         "| system | scenario | EER (%) | minDCF | family micro-F1 | family macro-F1 | test notes "
-        "| params | train ex/s | embed notes/s (batch / single) | peak RSS | train + test wall |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| params | train ex/s | embed notes/s (batch / single) | peak RSS | train + test wall "
+        "| family acc. Philharmonia / RWC notes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rows"]:
         if r["status"] != "ok":
-            lines.append(f"| {r['system']} | {r['scenario']} | {r['status']} | | | | | | | | | |")
+            lines.append(f"| {r['system']} | {r['scenario']} | {r['status']} | | | | | | | | | | |")
             continue
         params = _fmt(r["parameters"] and r["parameters"] / 1e6, ".2f")
         embed = f"{_fmt(r['embed_notes_per_s_batch'], '.1f')} / {_fmt(r['embed_notes_per_s_single'], '.1f')}"
         wall = "-" if r["train_wall_seconds"] is None else f"{r['train_wall_seconds']:.0f} s"
+        real_family = "-"
+        if r["scenario"] == "nsynth_real":
+            phil, rwc = r.get("philharmonia_family_accuracy"), r.get("rwc_family_accuracy")
+            real_family = f"{_fmt(phil, '.3f', 'absent')} / {_fmt(rwc, '.3f', 'absent')}"
         lines.append(
             f"| {r['system']} | {r['scenario']} | {r['EER']:.2f} | {r['minDCF']:.3f} | {r['family_micro_f1']:.3f} "
             f"| {r['family_macro_f1']:.3f} | {r['n_notes']} | {params} M | {_fmt(r['train_examples_per_s'], '.1f')} "
-            f"| {embed} | {_fmt(r['peak_rss_mb'], '.0f')} MB | {wall} |"
+            f"| {embed} | {_fmt(r['peak_rss_mb'], '.0f')} MB | {wall} | {real_family} |"
         )
     lines += [
         "",
@@ -548,7 +566,6 @@ def main(argv):
         raise BenchmarkError(f"no hparams/<system>.yaml for {unknown}")
     scenarios = args.scenarios
     output = os.path.abspath(args.output)
-    os.makedirs(output, exist_ok=True)
     progress = Progress()
     leave_out = args.leave_out or config["leave_out_soundfont"]
     overrides = {s: merge_overrides(config["common"], config["systems"][s], extra) for s in systems}
@@ -563,6 +580,7 @@ def main(argv):
         from timbre_lobes.render import ensure_default_corpus
 
         ensure_default_corpus(corpus)
+    os.makedirs(output, exist_ok=True)  # only once the inputs are known good: a bad one leaves nothing behind
     notes = {
         "rendered": f"trained on `{corpus}` (train/valid), tested on its test instruments",
         "leave_one_source_out": f"test = every instrument of {leave_out}; train/valid = the other SoundFonts "

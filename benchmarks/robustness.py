@@ -186,8 +186,11 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
-    from timbre_lobes.serving.inference import TimbreEncoder
+    from timbre_lobes.data.nsynth import resolve_note_folder
+    from timbre_lobes.serving.inference import TimbreEncoder, check_model_folder
 
+    check_model_folder(args.model)  # every input checked before anything is read or written
+    args.notes = [resolve_note_folder(folder) for folder in args.notes]
     model = TimbreEncoder.from_hparams(source=args.model, run_opts={"device": "cpu"})
     report = measure(model, args.notes, args.per_folder, args.seed, progress=sys.stderr.isatty())
     os.makedirs(args.output, exist_ok=True)
@@ -203,4 +206,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except FileNotFoundError as err:  # a missing model or note folder: its message, no traceback
+        sys.exit(f"robustness.py: error: {err}")

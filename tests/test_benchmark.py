@@ -165,6 +165,18 @@ def test_other_settings_in_the_same_output_are_refused(benchmark_run):
         benchmark.main(benchmark_argv(benchmark_run, "--scenarios=leave_one_source_out"))
 
 
+def test_a_bad_corpus_leaves_no_output_folder(tmp_path):
+    import benchmark
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_CONFIG))
+    out = tmp_path / "out"
+    argv = [f"--config={config}", f"--corpus={tmp_path / 'no_corpus'}", f"--output={out}", "--systems=melspec"]
+    with pytest.raises(benchmark.BenchmarkError, match="no_corpus is not an NSynth-format corpus"):
+        benchmark.main(argv)
+    assert not out.exists()
+
+
 def test_evaluation_on_real_nsynth_notes(benchmark_run):
     """The nsynth_real scenario is evaluate_model (timbre_lobes.scoring.evaluate) on the 400 shared NSynth notes."""
     folder = benchmark_run["out"] / "nsynth_real" / "melspec"
@@ -178,6 +190,30 @@ def test_evaluation_on_real_nsynth_notes(benchmark_run):
         trials = [line.split() for line in handle]
     assert len(trials) == record["n_target_trials"] + record["n_nontarget_trials"]
     assert (folder / "enrolments.txt").is_file() and (folder / "family_confusion.png").is_file()
+
+
+def test_real_family_sets_beside_the_nsynth_notes(benchmark_run):
+    """Philharmonia and RWC family accuracy of the rendered model, recomputed here through classify_family_files."""
+    import glob
+
+    import real_samples
+
+    from timbre_lobes.serving.inference import TimbreEncoder
+
+    record = json.loads((benchmark_run["out"] / "nsynth_real" / "melspec" / "results.json").read_text())
+    model = TimbreEncoder.from_hparams(source=str(benchmark_run["out"] / "rendered" / "melspec" / "model"))
+    files = sorted(glob.glob(os.path.join(SHARED_DATA, "philharmonia-sample", "*.mp3")))
+    assert files  # the shared sample is there
+    predicted, _ = model.classify_family_files(files)
+    truth = [real_samples.philharmonia_family(f) for f in files]
+    kept = [(p, t) for p, t in zip(predicted, truth) if t is not None]
+    assert record["philharmonia_family_accuracy"] == pytest.approx(sum(p == t for p, t in kept) / len(kept))
+    assert 0 <= record["rwc_family_accuracy"] <= 1
+    markdown = (benchmark_run["out"] / "benchmark.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| melspec | nsynth_real |"))
+    assert row.rstrip(" |").endswith(
+        f"{record['philharmonia_family_accuracy']:.3f} / {record['rwc_family_accuracy']:.3f}"
+    )
 
 
 def test_evaluate_cli_matches_the_training_run(benchmark_run, tmp_path):

@@ -26,6 +26,7 @@ EVALUATE = os.path.join(REPO, "recipes", "NSynth", "evaluate.py")
 RWC_TRAIN = os.path.join(REPO, "recipes", "RWC", "train.py")
 COMPARE = os.path.join(REPO, "recipes", "RWC", "compare.py")
 REAL_SAMPLES = os.path.join(REPO, "benchmarks", "real_samples.py")
+ROBUSTNESS = os.path.join(REPO, "benchmarks", "robustness.py")
 PROBE = os.path.join(REPO, "recipes", "probing", "probe.py")
 #: What every model-folder error tells the user to give instead.
 EXPORT_HINT = "give the folder train.py exports"
@@ -226,6 +227,32 @@ def test_real_samples_bad_input_is_one_line_naming_the_path(case, tmp_path):
         "model without its files": f"incomplete model folder {model}: instrument_encoder.txt is missing",
         "missing shared": f"no real samples at {shared} (not a folder): pass --shared",
         "no sample set": f"{shared} holds none of the real sample sets",
+    }[case]
+    assert expected in error
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["missing model", "model without its files", "missing notes", "no examples.json"])
+def test_robustness_bad_input_is_one_line_naming_the_path(case, tmp_path):
+    from timbre_lobes.serving.inference import REQUIRED_FILES
+
+    model, notes = tmp_path / "no_model", os.path.join(SHARED_DATA, "nsynth-test-dev")
+    if case != "missing model":
+        model = model_without_files(tmp_path)
+    if case in ("missing notes", "no examples.json"):  # every file of an export there: the notes are checked next
+        for name in [*REQUIRED_FILES, "embedding_model.ckpt"]:
+            (model / name).touch()
+        notes = str(tmp_path / "no_notes")
+        if case == "no examples.json":
+            os.makedirs(notes)
+    out = tmp_path / "out"
+    proc = run_script(ROBUSTNESS, "--model", str(model), "--notes", notes, "--output", str(out))
+    error = one_line_error(proc, ROBUSTNESS)
+    expected = {
+        "missing model": f"no exported model at {model} (not a folder): {EXPORT_HINT}",
+        "model without its files": f"incomplete model folder {model}: instrument_encoder.txt is missing",
+        "missing notes": f"data folder '{notes}' does not exist",
+        "no examples.json": f"'{notes}' holds no examples.json",
     }[case]
     assert expected in error
     assert not out.exists()
