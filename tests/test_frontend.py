@@ -221,3 +221,22 @@ def test_leaf_floor_keeps_gradients_on_the_filters():
     leaf(torch.randn(2, 4000)).pow(2).mean().backward()
     grads = [p.grad for p in leaf.complex_conv.parameters()]
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_global_normalisation_std_floor_bounds_a_band_that_never_varied_in_training():
+    """A band constant in training: without the floor a 1e-3 change there is huge once normalised; with it, small."""
+    torch.manual_seed(0)
+    train = torch.cat([torch.randn(8, 50, 5), torch.full((8, 50, 1), -13.8)], dim=2)  # band 5 at the floor
+    plain, floored = GlobalNormalization(), GlobalNormalization(std_floor=0.1)
+    for norm in (plain, floored):
+        norm.train()
+        norm(train, torch.ones(8), epoch=0)
+        norm.eval()
+    test = train[:2].clone()
+    test[..., 5] += 1e-3  # quantisation noise lifts the floored band a little
+    assert float(plain(test, torch.ones(2))[..., 5].abs().min()) > 100
+    assert float(floored(test, torch.ones(2))[..., 5].abs().max()) < 0.05
+    # The bands that varied in training are normalised exactly as without the floor.
+    torch.testing.assert_close(floored(test, torch.ones(2))[..., :5], plain(test, torch.ones(2))[..., :5])
+    with pytest.raises(ValueError, match="std_floor"):
+        GlobalNormalization(std_floor=-1)

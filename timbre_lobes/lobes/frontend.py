@@ -407,16 +407,51 @@ class GlobalNormalization(InputNormalization):
     ones: per-note mean normalisation removes much of an instrument's spectral
     envelope.
 
+    ``std_floor`` > 0 divides each feature by at least ``std_floor`` times the
+    median feature's standard deviation. A feature that barely varies in
+    training (a band at a level-relative floor in every training note, see
+    ``dynamic_range_db``) otherwise has a standard deviation near zero, and the
+    slightest change there at inference (quantisation noise, a noise floor)
+    becomes a huge normalised value. The stored statistics are unchanged; the
+    floor applies when normalising.
+
+    Arguments
+    ---------
+    update_until_epoch : int
+        Statistics are updated in training epochs before this one.
+    std_norm : bool
+        Divide by the standard deviation (else only subtract the mean).
+    std_floor : float
+        Relative floor on the standard deviation (0 = SpeechBrain's, at least 1e-10).
+
     Example
     -------
     >>> norm = GlobalNormalization()
     >>> feats = torch.rand(4, 10, 3, requires_grad=True)
     >>> for _ in range(2):
     ...     norm(feats * 2, torch.ones(4)).sum().backward()
+    >>> floored = GlobalNormalization(std_floor=0.5)
+    >>> flat = torch.cat([torch.rand(4, 10, 2), torch.full((4, 10, 1), 3.0)], dim=2)
+    >>> _ = floored(flat, torch.ones(4), epoch=0)  # the third feature never varies
+    >>> _ = floored.eval()
+    >>> float(floored(flat + 1e-3, torch.ones(4))[..., 2].abs().max()) < 0.1
+    True
     """
 
-    def __init__(self, update_until_epoch=2, std_norm=True):
+    def __init__(self, update_until_epoch=2, std_norm=True, std_floor=0.0):
         super().__init__(norm_type="global", std_norm=std_norm, update_until_epoch=update_until_epoch)
+        if std_floor < 0:
+            raise ValueError(f"std_floor must be >= 0, got {std_floor}")
+        self.std_floor = float(std_floor)
+
+    def forward(self, x, lengths=None, epoch=None):
+        """[batch, time, features] -> the same, normalised with the global statistics."""
+        out = super().forward(x, lengths, epoch=epoch)
+        if self.std_floor == 0 or not self.std_norm:
+            return out
+        std = self.glob_std.to(out.device)
+        floored = std.clamp(min=self.std_floor * float(std.median()))
+        return out * (std / floored)
 
     def _update_global_stats(self, x, mask):
         super()._update_global_stats(x.detach(), mask)
