@@ -647,6 +647,9 @@ def without_keys(rest, keys):
 def main(argv):
     args, rest = split_cli(argv)
     systems = args.systems or DEFAULT_SYSTEMS
+    missing = [s for s in systems if not os.path.isfile(s)]
+    if missing:  # checked before any measurement or folder
+        sys.exit(f"profile_systems.py: error: no system YAML {missing}: give YAML paths, e.g. hparams/transMel.yaml")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     run_opts, overrides = cli_to_overrides(rest)
     work = args.work_folder or tempfile.mkdtemp(prefix="profile_systems_")

@@ -318,3 +318,36 @@ def test_probe_tsne_file_survives_an_interrupted_write(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         probe.save_tsne(str(path), ["a", "b"], {"m": np.zeros((2, 2), dtype=np.float32)})
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["tsne.npz"]
+
+
+# ---------------------------------------------------------------------------
+# recipes/RWC/standin.py and benchmarks/profile_systems.py
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["folder is a file", "pitch step 0", "negative note length"])
+def test_standin_bad_arguments_are_a_usage_error(case, tmp_path):
+    target = tmp_path / "standin"
+    args = [str(target)]
+    if case == "folder is a file":
+        target.write_text("not a folder")
+        expected = f"{target} is a file, not a folder: give a folder for the stand-in corpus"
+    elif case == "pitch step 0":
+        args += ["--pitch-step", "0"]
+        expected = "argument --pitch-step: must be a positive integer, got 0"
+    else:
+        args += ["--note-seconds", "-1"]
+        expected = "argument --note-seconds: must be a positive number, got -1"
+    proc = run_script(os.path.join(REPO, "recipes", "RWC", "standin.py"), *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"standin.py: error: {expected}"
+    assert case == "folder is a file" or not target.exists()
+
+
+def test_profile_systems_with_a_missing_yaml_is_one_line(tmp_path):
+    script = os.path.join(REPO, "benchmarks", "profile_systems.py")
+    out = tmp_path / "profile.json"
+    proc = run_script(script, "hparams/noSuchSystem.yaml", f"--output={out}", f"--work_folder={tmp_path / 'work'}")
+    error = one_line_error(proc, script)
+    assert "no system YAML ['hparams/noSuchSystem.yaml']" in error
+    assert not out.exists() and not (tmp_path / "work").exists()

@@ -35,13 +35,7 @@ import argparse
 import sys
 
 from timbre_lobes.scoring.protocol import DEFAULT_PROTOCOL
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+from timbre_lobes.serving.cli import positive_int
 
 
 def parse_args(argv):

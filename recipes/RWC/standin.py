@@ -31,6 +31,7 @@ import numpy as np
 
 from timbre_lobes.atomic import atomic_open, write_json
 from timbre_lobes.render import SoundFontSynth, loudest_frame_dbfs
+from timbre_lobes.serving.cli import positive_float, positive_int
 
 #: ``(number, code, category, GM program (0-based), lowest, highest MIDI note)``. RWC's ukulele,
 #: mandolin and sho have no General MIDI program and are left out; codes of the numbers whose RWC
@@ -228,10 +229,12 @@ def ensure_standin_corpus(folder, **options):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder")
-    parser.add_argument("--pitch-step", type=int, default=4)
-    parser.add_argument("--note-seconds", type=float, default=2.0)
-    parser.add_argument("--gap-seconds", type=float, default=0.5)
+    parser.add_argument("--pitch-step", type=positive_int, default=4)
+    parser.add_argument("--note-seconds", type=positive_float, default=2.0)
+    parser.add_argument("--gap-seconds", type=positive_float, default=0.5)
     args = parser.parse_args(argv)
+    if os.path.exists(args.folder) and not os.path.isdir(args.folder):
+        parser.error(f"{args.folder} is a file, not a folder: give a folder for the stand-in corpus")
     ensure_standin_corpus(
         args.folder, pitch_step=args.pitch_step, note_seconds=args.note_seconds, gap_seconds=args.gap_seconds
     )

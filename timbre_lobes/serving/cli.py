@@ -61,10 +61,25 @@ def load_model(args):
     return model
 
 
-def _positive_int(text):
-    value = int(text)
+def positive_int(text):
+    """argparse type: an integer of at least 1 (else argparse's one-line usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a number above 0 (else argparse's one-line usage error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -99,7 +114,7 @@ def _add_model_arguments(parser, batch=True):
     )
     if batch:
         parser.add_argument(
-            "--batch-size", type=_positive_int, default=16, metavar="N", help="sounds embedded at once (default: 16)"
+            "--batch-size", type=positive_int, default=16, metavar="N", help="sounds embedded at once (default: 16)"
         )
 
 
@@ -355,7 +370,7 @@ def add_similar_parser(subparsers):
     )
     parser.add_argument("query", metavar="QUERY")
     parser.add_argument("--library", required=True, metavar="DIR", help="folder of sounds (recursive)")
-    parser.add_argument("--top", type=_positive_int, default=5, metavar="K", help="how many (default: 5)")
+    parser.add_argument("--top", type=positive_int, default=5, metavar="K", help="how many (default: 5)")
     parser.add_argument(
         "--cache",
         default=None,
