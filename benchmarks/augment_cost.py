@@ -18,8 +18,10 @@ wall-clock seconds on the CPU threads torch is given (``--threads``).
 import argparse
 import glob
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
@@ -40,7 +42,10 @@ def crops(folder, batch, n_samples):
     audio = os.path.join(folder, "audio")
     files = sorted(glob.glob(os.path.join(audio if os.path.isdir(audio) else folder, "*.wav")))[:batch]
     if len(files) < batch:
-        sys.exit(f"error: {folder} has {len(files)} .wav notes, --batch needs {batch}")
+        sys.exit(
+            f"augment_cost.py: error: {folder} has {len(files)} .wav notes, "
+            f"a batch of --batch_size={batch} needs that many"
+        )
     rows = []
     for path in files:
         signal = read_audio(path)
@@ -67,12 +72,16 @@ def main(argv=None):
     parser.add_argument("--output", required=True)
     args, rest = parser.parse_known_args(argv)
     if not os.path.isdir(args.notes):
-        sys.exit(f"error: no folder {args.notes}")
+        sys.exit(f"augment_cost.py: error: no folder {args.notes}: give a folder of 16 kHz .wav notes")
     torch.set_num_threads(args.threads)
     _, overrides = cli_to_overrides(rest)
-    overrides["output_folder"] = os.path.join(args.output, "unused_output_folder")  # the YAML's checkpointer
-    with open(args.hparams) as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    scratch = tempfile.mkdtemp(prefix="augment_cost_")  # the YAML's checkpointer makes its folder here
+    overrides["output_folder"] = scratch
+    try:
+        with open(args.hparams) as fin:
+            hparams = load_hyperpyyaml(fin, overrides)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     batch, crop_seconds = hparams["batch_size"], hparams["crop_seconds"]
     wavs = crops(args.notes, batch, int(crop_seconds * hparams["sample_rate"]))
     lens = torch.ones(batch)

@@ -351,3 +351,19 @@ def test_profile_systems_with_a_missing_yaml_is_one_line(tmp_path):
     error = one_line_error(proc, script)
     assert "no system YAML ['hparams/noSuchSystem.yaml']" in error
     assert not out.exists() and not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("case", ["missing notes", "too few notes"])
+def test_augment_cost_bad_notes_folder_is_one_line(case, tmp_path):
+    script = os.path.join(REPO, "benchmarks", "augment_cost.py")
+    notes = tmp_path / "notes"
+    if case == "too few notes":
+        notes.mkdir()
+        sf = pytest.importorskip("soundfile")
+        sf.write(str(notes / "one.wav"), [0.0] * 1600, 16000)
+    out = tmp_path / "out"
+    proc = run_script(script, "hparams/transMel.yaml", "--notes", str(notes), "--output", str(out), "--batch_size=4")
+    error = one_line_error(proc, script)
+    expected = "no folder" if case == "missing notes" else "has 1 .wav notes, a batch of --batch_size=4 needs that many"
+    assert expected in error and str(notes) in error
+    assert not out.exists()
