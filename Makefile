@@ -3,7 +3,10 @@
 #               then score it on the real recordings in ../shared/data
 #   make test   install what is missing, check style (ruff) and run the test suite
 PYTHON ?= python3
-APT_PACKAGES = libfluidsynth3 libsndfile1 fluid-soundfont-gm timgm6mb-soundfont opl3-soundfont musescore-general-soundfont chromium
+# Sound sources of the rendered corpus (timbre_lobes/render/catalog.py): SoundFonts, Gravis patches with
+# TiMidity++, STK, DX7 voice banks (hexter); chromium tests the interactive map page.
+APT_PACKAGES = libfluidsynth3 libsndfile1 fluid-soundfont-gm timgm6mb-soundfont opl3-soundfont musescore-general-soundfont \
+	minuet-data denemo-data freepats timidity stk hexter chromium
 DEMO_OUT ?= results/demo
 # The CPU-sized transMel of the demo: every size is a YAML key, so this is only overrides, read from
 # the CPU budget (DEMO_BUDGET's common, systems.transMel and demo lists; see benchmarks/budget.py) when

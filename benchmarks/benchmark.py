@@ -3,8 +3,8 @@
 
     python benchmarks/benchmark.py [--systems melspec,transMel,transMIDI,leaf,xvector,ecapa] \\
         [--scenarios rendered,leave_one_source_out,nsynth_real] [--output results/benchmark] \\
-        [--config benchmarks/cpu_budget.yaml] [--corpus corpora/soundfont-default] \\
-        [--leave_out TimGM6mb.sf2] [--nsynth_real ../shared/data/nsynth-test-dev] [--key=value ...]
+        [--config benchmarks/cpu_budget.yaml] [--corpus corpora/rendered-default] \\
+        [--leave_out generaluser] [--nsynth_real ../shared/data/nsynth-test-dev] [--key=value ...]
 
 Every system is trained by ``recipes/NSynth/train.py hparams/<system>.yaml`` in its
 own process, with the config's ``common`` and ``benchmark`` overrides (the budget:
@@ -18,18 +18,22 @@ Scenarios (each result in ``<output>/<scenario>/<system>/``):
 * ``rendered``: the SoundFont corpus (``--corpus``, the default corpus unless
   given; rendered first if missing); test = its test instruments.
 * ``leave_one_source_out``: a corpus whose test split is every instrument of one
-  SoundFont (``leave_out_soundfont`` in the config, or ``--leave_out``) and whose
-  train/valid splits hold the other SoundFonts' instruments. It is built without
-  rendering (:func:`build_leave_one_source_out`): new ``examples.json`` files
-  re-assigned from the corpus's ``soundfont`` field, and ``audio/`` entries that
-  are symbolic links to the corpus's wavs. The default is TimGM6mb: a
-  sample-based General MIDI bank like FluidR3_GM, so the test asks whether the
-  model knows the same kinds of instruments played from samples it has never
-  heard, with both other sources (FluidR3's samples, OPL-3's FM synthesis) still
-  in training. Holding out the OPL-3 FM SoundFont instead leaves no FM synthesis
-  in training and makes every test instrument ``synthetic`` and every family
-  label a GM-program guess for an FM patch (an FM "piano" is no piano), so its
-  figures mix a synthesis-method shift with label noise.
+  source group (``leave_out_source`` in the config, or ``--leave_out``: a group
+  or source name such as ``generaluser``, or for corpora rendered before source
+  groups existed a SoundFont file name) and whose train/valid splits hold the
+  other groups' instruments. It is built without rendering
+  (:func:`build_leave_one_source_out`): new ``examples.json`` files re-assigned
+  from the notes' ``source_group`` field, and ``audio/`` entries that are
+  symbolic links to the corpus's wavs. The default is GeneralUser GS: a
+  recorded-sample General MIDI bank independent of the others (the
+  independence check of :mod:`timbre_lobes.render.independence`), so the test
+  asks whether the model knows the same kinds of instruments played from
+  recordings it has never heard, the closest rendered stand-in for real
+  acoustic instruments; four other sample banks and three synthesizers stay in
+  training. Holding out a synthesizer group (``opl3``, ``dx7``) instead makes
+  every test instrument ``synthetic`` and every family label a guess from a
+  patch name or GM program, so its figures mix a synthesis-method shift with
+  label noise.
 * ``nsynth_real``: the model trained in ``rendered``, evaluated with
   :func:`timbre_lobes.scoring.evaluate.evaluate_model` (what ``recipes/NSynth/evaluate.py``
   runs) on real NSynth notes (``--nsynth_real``, by default the 400
@@ -77,7 +81,7 @@ TRAIN_PY = os.path.join(REPO, "recipes", "NSynth", "train.py")
 
 SCENARIOS = ("rendered", "leave_one_source_out", "nsynth_real")
 DEFAULT_CONFIG = os.path.join(HERE, "cpu_budget.yaml")
-DEFAULT_CORPUS = os.path.join(REPO, "corpora", "soundfont-default")
+DEFAULT_CORPUS = os.path.join(REPO, "corpora", "rendered-default")
 DEFAULT_NSYNTH_REAL = os.path.join(os.path.dirname(REPO), "shared", "data", "nsynth-test-dev")
 DEFAULT_PROFILE = {"steps": 5, "warmup": 2, "embed_repeats": 3, "timeout": 1800}
 #: train.py overrides of the verification protocol, used for evaluate.py's trials too.
@@ -106,7 +110,8 @@ def load_config(path):
     dict
         ``common``: the overrides of every system (the file's ``common`` then its
         ``benchmark`` list); ``systems``: {system: its overrides};
-        ``leave_out_soundfont``; ``profile`` (:data:`DEFAULT_PROFILE` updated by the file's).
+        ``leave_out_source`` (the older key ``leave_out_soundfont`` is read too);
+        ``profile`` (:data:`DEFAULT_PROFILE` updated by the file's).
 
     Raises
     ------
@@ -120,7 +125,7 @@ def load_config(path):
     return {
         "common": merge_overrides(config["common"], config["benchmark"]),
         "systems": config["systems"],
-        "leave_out_soundfont": config.get("leave_out_soundfont", "TimGM6mb.sf2"),
+        "leave_out_source": config.get("leave_out_source", config.get("leave_out_soundfont", "generaluser")),
         "profile": dict(DEFAULT_PROFILE, **(config.get("profile") or {})),
     }
 
@@ -133,19 +138,30 @@ def _read_json(path):
         return json.load(handle)
 
 
-def _soundfont_matches(soundfont, name):
-    """Does a ``soundfont`` field (a file name) match a name given with or without extension?"""
-    return name in (soundfont, os.path.splitext(soundfont)[0])
+def _group(meta):
+    """A note's source group: ``source_group``, or for older corpora its ``soundfont`` file name."""
+    return meta.get("source_group") or meta["soundfont"]
 
 
-def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fractions=DEFAULT_FRACTIONS):
-    """Builds a corpus whose test split is every instrument of one SoundFont, without rendering.
+def _source_names(meta):
+    """The names a held-out source may be given as: group, source, SoundFont file name and stem."""
+    names = {meta.get("source_group"), meta.get("sound_source")}
+    if meta.get("soundfont"):
+        names |= {meta["soundfont"], os.path.splitext(meta["soundfont"])[0]}
+    return names - {None}
 
-    The instruments of ``soundfont`` (the ``soundfont`` field the renderer writes in
-    every note's metadata) all go to ``test``; the others are split into ``train``
-    and ``valid`` per family by :func:`timbre_lobes.render.assign_splits`, in
-    instrument-number order, which is how ``render_corpus(...,
-    leave_out_soundfonts=[soundfont])`` would split them. Each split gets an
+
+def build_leave_one_source_out(corpus, out_dir, source, seed=DEFAULT_SEED, fractions=DEFAULT_FRACTIONS):
+    """Builds a corpus whose test split is every instrument of one source group, without rendering.
+
+    ``source`` names a group or a source of it (the ``source_group`` and
+    ``sound_source`` fields the renderer writes in every note's metadata), or a
+    SoundFont file name with or without extension (the ``soundfont`` field). The
+    instruments of every group it names all go to ``test``, so a copy in another
+    source of that group cannot leak into training; the others are split into
+    ``train`` and ``valid`` per family by :func:`timbre_lobes.render.assign_splits`,
+    in instrument-number order, which is how ``render_corpus(...,
+    leave_out=[source])`` would split them. Each split gets an
     ``examples.json`` (the notes' metadata unchanged, plus ``corpus_split``, the
     split the note had in ``corpus``) and an ``audio/`` folder of symbolic links
     to the corpus's wavs (absolute paths; notes whose wav is missing are left
@@ -156,30 +172,32 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
     Arguments
     ---------
     corpus : str
-        A rendered corpus (``nsynth-{train,valid,test}/``, notes with ``soundfont``).
+        A rendered corpus (``nsynth-{train,valid,test}/``, notes with
+        ``source_group`` or, rendered before groups existed, ``soundfont``).
     out_dir : str
         The new corpus folder.
-    soundfont : str
-        SoundFont file name, with or without its extension (``TimGM6mb.sf2``, ``TimGM6mb``).
+    source : str
+        Group, source or SoundFont name (``generaluser``, ``TimGM6mb.sf2``, ``TimGM6mb``).
     seed, fractions
         See :func:`timbre_lobes.render.assign_splits` (the renderer's defaults).
 
     Returns
     -------
     dict
-        What was built: per split, instruments and notes; the held-out SoundFont.
+        What was built: per split, instruments, notes and source groups; the
+        held-out source.
 
     Raises
     ------
     ValueError
-        Notes without a ``soundfont`` field, an unknown SoundFont, or one that
-        holds every instrument.
+        Notes that say neither their source group nor their SoundFont, an
+        unknown source, or one that holds every instrument.
     """
     corpus = os.path.abspath(corpus)
     sources = {split: os.path.join(corpus, f"nsynth-{split}", "examples.json") for split in SPLITS}
     options = {
         "corpus": corpus,
-        "soundfont": soundfont,
+        "source": source,
         "seed": seed,
         "fractions": list(fractions),
         "inputs": {s: manifest.file_signature(p) for s, p in sources.items()},
@@ -197,22 +215,23 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
     notes = {}  # note id -> (corpus split, metadata)
     for split, path in sources.items():
         for note_id, meta in _read_json(path).items():
-            if "soundfont" not in meta:
+            if not (meta.get("source_group") or meta.get("soundfont")):
                 raise ValueError(
-                    f"{path}: note {note_id} has no 'soundfont' field; only corpora rendered "
-                    "by timbre_lobes.render.corpus say which SoundFont a note comes from"
+                    f"{path}: note {note_id} has no 'source_group' (or 'soundfont') field; only corpora rendered "
+                    "by `python -m timbre_lobes render` say which source a note comes from"
                 )
             notes[note_id] = (split, meta)
     instruments = {}
     for _split, meta in notes.values():
         instruments.setdefault(meta["instrument_str"], meta)
-    available = sorted({m["soundfont"] for m in instruments.values()})
-    if not any(_soundfont_matches(s, soundfont) for s in available):
-        raise ValueError(f"no instrument of SoundFont {soundfont!r} in {corpus}; it holds {available}")
+    groups = {_group(m) for m in instruments.values() if source in _source_names(m)}
+    if not groups:
+        available = sorted({_group(m) for m in instruments.values()})
+        raise ValueError(f"no instrument of source {source!r} in {corpus}; its source groups are {available}")
     order = sorted(instruments, key=lambda name: (int(instruments[name].get("instrument", 0)), name))
-    held_out = [_soundfont_matches(instruments[name]["soundfont"], soundfont) for name in order]
+    held_out = [_group(instruments[name]) in groups for name in order]
     if all(held_out):
-        raise ValueError(f"every instrument of {corpus} comes from {soundfont}: nothing is left to train on")
+        raise ValueError(f"every instrument of {corpus} comes from {source}: nothing is left to train on")
     families = [instruments[name]["instrument_family_str"] for name in order]
     split_of = dict(zip(order, assign_splits(families, seed=seed, fractions=fractions, held_out=held_out)))
 
@@ -228,13 +247,13 @@ def build_leave_one_source_out(corpus, out_dir, soundfont, seed=DEFAULT_SEED, fr
             audio = os.path.join(tmp, f"nsynth-{split}", "audio")
             os.makedirs(audio, exist_ok=True)
             os.symlink(wav, os.path.join(audio, f"{note_id}.wav"))
-        summary = {"soundfont": soundfont, "corpus": corpus, "splits": {}}
+        summary = {"source": source, "groups": sorted(groups), "corpus": corpus, "splits": {}}
         for split in SPLITS:
             write_json(os.path.join(tmp, f"nsynth-{split}", "examples.json"), examples[split])
             summary["splits"][split] = {
                 "instruments": len({m["instrument_str"] for m in examples[split].values()}),
                 "notes": len(examples[split]),
-                "soundfonts": sorted({m["soundfont"] for m in examples[split].values()}),
+                "groups": sorted({_group(m) for m in examples[split].values()}),
             }
         write_json(os.path.join(tmp, LEAVE_OUT_FILE), {"options": options, "summary": summary})
     return summary
@@ -542,7 +561,7 @@ def parse_args(argv):
     parser.add_argument("--output", default="results/benchmark")
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="rendered corpus of the rendered scenario")
-    parser.add_argument("--leave_out", default=None, help="SoundFont held out (default: the config's)")
+    parser.add_argument("--leave_out", default=None, help="source group held out (default: the config's)")
     parser.add_argument("--nsynth_real", default=DEFAULT_NSYNTH_REAL, help="real NSynth notes to evaluate on")
     args, extra = parser.parse_known_args(argv)
     for arg in extra:
@@ -567,7 +586,7 @@ def main(argv):
     scenarios = args.scenarios
     output = os.path.abspath(args.output)
     progress = Progress()
-    leave_out = args.leave_out or config["leave_out_soundfont"]
+    leave_out = args.leave_out or config["leave_out_source"]
     overrides = {s: merge_overrides(config["common"], config["systems"][s], extra) for s in systems}
     run_opts, common_values = override_values(merge_overrides(config["common"], extra))
     device = run_opts.get("device", "cpu")
@@ -583,7 +602,7 @@ def main(argv):
     os.makedirs(output, exist_ok=True)  # only once the inputs are known good: a bad one leaves nothing behind
     notes = {
         "rendered": f"trained on `{corpus}` (train/valid), tested on its test instruments",
-        "leave_one_source_out": f"test = every instrument of {leave_out}; train/valid = the other SoundFonts "
+        "leave_one_source_out": f"test = every instrument of {leave_out}; train/valid = the other source groups "
         f"of `{corpus}` (same audio, re-assigned splits)",
         "nsynth_real": f"the `rendered` model on real NSynth notes, `{os.path.abspath(args.nsynth_real)}` "
         "(trials: " + ", ".join(f"{k}={v}" for k, v in protocol.items()) + ")",

@@ -7,7 +7,7 @@
 A budget file is plain YAML with lists of ``--key=value`` train.py overrides:
 ``common`` (every system, demo and benchmark), ``benchmark`` (the benchmark's own),
 ``systems`` (one list per system) and ``demo`` (``make demo``'s own), plus the
-benchmark's ``leave_out_soundfont`` and ``profile`` settings. A system's overrides
+benchmark's ``leave_out_source`` and ``profile`` settings. A system's overrides
 are, in this order, with a later ``--key=...`` replacing an earlier one in place:
 
 * benchmark: ``common``, ``benchmark``, ``systems.<system>``;

@@ -2,7 +2,7 @@
 """Does a model hear what a listener hears? Cosine of each note to copies no listener tells apart.
 
     python benchmarks/robustness.py --model results/demo/model \\
-        --notes corpora/soundfont-default/nsynth-test --notes ../shared/data/nsynth-test-dev \\
+        --notes corpora/rendered-default/nsynth-test --notes ../shared/data/nsynth-test-dev \\
         --per-folder 11 --output results/robustness
 
 For a set of notes (``--per-folder`` notes drawn with a fixed seed from each

@@ -290,7 +290,7 @@ def test_leave_one_source_out_corpus(soundfont_corpus, tmp_path):
     assert summary["splits"]["test"] == {
         "instruments": len(held),
         "notes": len(splits["test"]),
-        "soundfonts": ["B.sf2"],
+        "groups": ["B.sf2"],
     }
     for split, examples in splits.items():
         for note_id, meta in examples.items():
@@ -308,8 +308,28 @@ def test_leave_one_source_out_corpus(soundfont_corpus, tmp_path):
     assert build_leave_one_source_out(soundfont_corpus, out, "B") == summary
     with pytest.raises(RuntimeError, match="other inputs"):
         build_leave_one_source_out(soundfont_corpus, out, "C")
-    with pytest.raises(ValueError, match="no instrument of SoundFont"):
+    with pytest.raises(ValueError, match="no instrument of source 'D.sf2'"):
         build_leave_one_source_out(soundfont_corpus, str(tmp_path / "x"), "D.sf2")
+
+
+def test_leave_one_source_out_holds_out_the_whole_group(soundfont_corpus, tmp_path):
+    """Sources A and B share a group (B a copy of A, like MuseScore_General of FluidR3): leaving out B leaves out A."""
+    from benchmark import build_leave_one_source_out
+
+    for split in ("train", "valid", "test"):
+        path = os.path.join(soundfont_corpus, f"nsynth-{split}", "examples.json")
+        examples = read_split(soundfont_corpus, split)
+        for meta in examples.values():
+            meta["sound_source"] = meta.pop("soundfont")[0].lower()
+            meta["source_group"] = "ab" if meta["sound_source"] in "ab" else meta["sound_source"]
+        with open(path, "w") as handle:
+            json.dump(examples, handle)
+    out = str(tmp_path / "loso")
+    summary = build_leave_one_source_out(soundfont_corpus, out, "b")
+    splits = {s: read_split(out, s) for s in ("train", "valid", "test")}
+    assert {m["sound_source"] for m in splits["test"].values()} == {"a", "b"}
+    assert {m["sound_source"] for s in ("train", "valid") for m in splits[s].values()} == {"c"}
+    assert summary["groups"] == ["ab"] and summary["splits"]["train"]["groups"] == ["c"]
 
 
 def _makefile_demo_overrides():

@@ -1,7 +1,8 @@
-"""Tests of the SoundFont renderer and the GM program table.
+"""Tests of the SoundFont renderer, the corpus writer and the GM program table.
 
 They need the Debian SoundFonts (fluid-soundfont-gm, timgm6mb-soundfont,
-opl3-soundfont), libfluidsynth3 and pyfluidsynth.
+opl3-soundfont), libfluidsynth3 and pyfluidsynth. The other sound sources are
+tested in test_sources.py.
 """
 
 import json
@@ -30,19 +31,19 @@ from timbre_lobes.render import (
     SoundFontSynth,
     SoundSource,
     assign_splits,
-    default_soundfonts,
     loudest_frame_dbfs,
     pitch_grid,
     plan_corpus,
     render_corpus,
 )
+from timbre_lobes.render.catalog import CATALOG
 from timbre_lobes.render.gm_programs import (
     EXCLUDED_PROGRAMS,
     GM_PROGRAM_NAMES,
     gm_family_source,
 )
 
-FLUID, TIMGM, OPL = default_soundfonts()
+FLUID, TIMGM, OPL = (CATALOG[name].path for name in ("fluidr3", "timgm6mb", "opl3"))
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NSYNTH_FIELDS = {
     "note",
@@ -65,7 +66,9 @@ NOTE_STR = re.compile(
 )
 # Three keyboards (one per split), two strings and a flute, at pitches 36, 60, 84
 # and 108. TimGM6mb's whistle (78) is silent at MIDI 83-101: its pitch 84 is skipped.
-SMALL = dict(programs=[0, 1, 3, 40, 41, 78], pitch_step=24, velocities=[50, 127])
+# The copy check is off (threshold 0 dB): TimGM6mb's two pianos and its violin and viola are
+# near-copies of each other by its measure (test_sources.py tests it).
+SMALL = dict(programs=[0, 1, 3, 40, 41, 78], pitch_step=24, velocities=[50, 127], copy_threshold_db=0.0)
 NOTE_SAMPLES = round(NOTE_SECONDS * SAMPLE_RATE)
 # FluidSynth dithers each channel by +-1 LSB: renders of a note may differ by 2.
 DITHER_LSB = 2
@@ -100,7 +103,8 @@ def small_corpus(tmp_path_factory):
 def test_layout_and_metadata(small_corpus):
     out_dir, summary = small_corpus
     corpus = load_corpus(out_dir)
-    extra_fields = {"soundfont", "bank", "program", "preset_name"}
+    extra_fields = {"soundfont", "bank", "program", "preset_name", "sound_source", "source_group"}
+    extra_fields |= {"licence", "recorded", "family_rule", "preset"}
     instruments = {}
     for split, examples in corpus.items():
         assert examples, f"empty {split}"
@@ -120,6 +124,9 @@ def test_layout_and_metadata(small_corpus):
             assert meta["qualities_str"] == []
             assert meta["sample_rate"] == SAMPLE_RATE
             assert meta["soundfont"] == "TimGM6mb.sf2"
+            assert meta["sound_source"] == meta["source_group"] == "timgm6mb"
+            assert meta["recorded"] is True and meta["licence"] == CATALOG["timgm6mb"].licence
+            assert meta["preset"] == [meta["bank"], meta["program"]]
             audio = read_wav(out_dir / f"nsynth-{split}" / "audio" / f"{name}.wav")
             assert len(audio) == NOTE_SAMPLES
             assert loudest_frame_dbfs(audio) > SILENCE_DBFS
@@ -209,7 +216,8 @@ def test_splits():
 
 
 def test_leave_one_soundfont_out(tmp_path):
-    options = "--programs 0 1 40 --pitch-step 48 --velocities 100 --workers 1"
+    # TimGM6mb's pianos 0 and 1 are near-copies by the copy check: it is off here.
+    options = "--programs 0 1 40 --pitch-step 48 --velocities 100 --workers 1 --copy-threshold-db 0"
     main(
         ["render", "--soundfont", TIMGM, "--soundfont", OPL, "--out", str(tmp_path)]
         + options.split()
@@ -221,7 +229,7 @@ def test_leave_one_soundfont_out(tmp_path):
     assert "OPL-3_FM_128M.sf2" not in soundfonts["train"] | soundfonts["valid"]
     assert len({m["instrument"] for m in corpus["test"].values()}) == 3
     with pytest.raises(ValueError, match="cannot leave out"):
-        plan_corpus([TIMGM], leave_out_soundfonts=["FluidR3_GM"])
+        plan_corpus([TIMGM], leave_out=["FluidR3_GM"])
 
 
 def test_interrupted_render_resumes(tmp_path, small_corpus):
@@ -290,8 +298,8 @@ def test_help_documents_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["render", "--help"])
     help_text = capsys.readouterr().out
-    options = "--soundfont --out --programs --pitch-step --pitch-range --velocities "
-    options += "--seed --fractions --leave-out --synthetic --workers --gain"
+    options = "--source --soundfont --list-sources --out --programs --pitch-step --pitch-range --velocities "
+    options += "--seed --fractions --leave-out --copy-threshold-db --synthetic --workers --gain"
     for option in options.split():
         assert option in help_text
 
@@ -306,7 +314,7 @@ def test_a_soundfont_with_no_melodic_preset_is_a_clear_error(tmp_path, monkeypat
         main(["render", "--out", str(out), "--soundfont", "/usr/share/sounds/sf2/TimGM6mb.sf2"])
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
-    assert "no melodic presets to render in TimGM6mb.sf2" in err and "0 presets outside the drum bank" in err
+    assert "no melodic presets to render in timgm6mb (0 presets outside" in err
     assert not (out / "nsynth-train" / "examples.json").exists()
 
 
@@ -331,14 +339,21 @@ def test_splits_are_drawn_over_the_presets_that_sound(tmp_path):
 
     calls = []
 
-    def sounding(path, bank, program):
-        calls.append((bank, program))
-        return bank != 0  # pretend every bank-0 preset is silent
+    def survey(candidates):
+        calls.extend((c["bank"], c["program"]) for c in candidates)
+        # Pretend every bank-0 preset is silent; no fingerprints, so no copy check.
+        return [(c["bank"] != 0, None) for c in candidates]
 
-    kept = plan.plan_corpus([MUSESCORE], programs=[0, 40, 73], sounding=sounding)
+    kept = plan.plan_corpus([MUSESCORE], programs=[0, 40, 73], survey=survey)
     assert calls and all(i["bank"] != 0 for i in kept) and len(kept) == sum(b != 0 for b, _ in calls)
     summary = render_corpus(
-        [MUSESCORE], str(tmp_path / "c"), programs=[0, 40, 73], pitch_step=12, pitch_range=(48, 72), velocities=[100]
+        [MUSESCORE],
+        str(tmp_path / "c"),
+        programs=[0, 40, 73],
+        pitch_step=12,
+        pitch_range=(48, 72),
+        velocities=[100],
+        copy_threshold_db=0.0,  # its variant banks are near-copies of bank 0: the check would leave 3
     )
     assert all(summary["instruments"][split] > 0 for split in ("train", "valid", "test")), summary
     assert summary["silent_instruments"] == 0

@@ -1,12 +1,18 @@
 """The ``render`` command: ``python -m timbre_lobes render --out DIR [options]``.
 
-    python -m timbre_lobes render --out corpus --programs 0 40 --pitch-step 12 --velocities 100
+    python -m timbre_lobes render --out corpus --source generaluser --source stk --pitch-step 12
+    python -m timbre_lobes render --list-sources
 
-renders the given SoundFonts (default: ``DEFAULT_SOUNDFONTS``) into an
+renders the given sound sources (default: ``DEFAULT_SOURCES``) into an
 NSynth-format corpus with :func:`timbre_lobes.render.runner.render_corpus`; an
 interrupted render is resumed by running the same command again.
 """
 
+import os
+import shutil
+
+from timbre_lobes.render.catalog import CATALOG, DEFAULT_SOURCES
+from timbre_lobes.render.independence import COPY_THRESHOLD_DB
 from timbre_lobes.render.plan import (
     DEFAULT_FRACTIONS,
     DEFAULT_SEED,
@@ -14,7 +20,7 @@ from timbre_lobes.render.plan import (
     LOWEST_PITCH,
     SYNTHETIC_SOUNDFONTS,
 )
-from timbre_lobes.render.runner import DEFAULT_SOUNDFONTS, NSYNTH_VELOCITIES, default_soundfonts, render_corpus
+from timbre_lobes.render.runner import NSYNTH_VELOCITIES, default_sources, render_corpus
 from timbre_lobes.render.sources import DEFAULT_GAIN
 
 
@@ -31,19 +37,24 @@ def add_render_parser(subparsers):
     """
     parser = subparsers.add_parser(
         "render",
-        help="render SoundFont presets into an NSynth-format corpus",
-        description="Renders SoundFont presets into a corpus in NSynth's json/wav layout. Each melodic preset is "
-        "one instrument; notes are 4 s, 16 kHz mono 16-bit, the key held 3 s; splits are instrument-disjoint. An "
-        "interrupted render is resumed by running the same command again.",
+        help="render installed sound sources into an NSynth-format corpus",
+        description="Renders the presets of sound sources (SoundFonts, Gravis patches, STK models, DX7 voices) into "
+        "a corpus in NSynth's json/wav layout. Each melodic preset is one instrument, unless it is silent or a "
+        "near-copy of an earlier one; notes are 4 s, 16 kHz mono 16-bit, the key held 3 s; splits are "
+        "instrument-disjoint. An interrupted render is resumed by running the same command again.",
     )
     parser.add_argument(
+        "--source",
         "--soundfont",
+        dest="sources",
         action="append",
-        metavar="PATH",
-        help="a .sf2/.sf3 SoundFont to render; repeat for several (their order "
-        "fixes the instrument numbers). Default: " + ", ".join(path for path, _ in DEFAULT_SOUNDFONTS),
+        metavar="NAME_OR_PATH",
+        help="a sound source: a catalogue name (see --list-sources), a .sf2/.sf3 SoundFont or a TiMidity++ .cfg; "
+        "repeat for several (their order fixes the instrument numbers; a near-copy is dropped from the later "
+        "source). Default: " + " ".join(DEFAULT_SOURCES),
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="corpus folder")
+    parser.add_argument("--list-sources", action="store_true", help="print the catalogue of sources and exit")
+    parser.add_argument("--out", metavar="DIR", help="corpus folder (required unless --list-sources)")
     parser.add_argument(
         "--programs",
         nargs="+",
@@ -93,9 +104,17 @@ def add_render_parser(subparsers):
     parser.add_argument(
         "--leave-out",
         action="append",
-        metavar="SOUNDFONT_NAME",
-        help="file name or stem of a SoundFont whose instruments all go to the "
+        metavar="SOURCE",
+        help="a source (catalogue name, file name or stem, or group) whose instruments all go to the "
         "test split (the others to train and valid); repeatable",
+    )
+    parser.add_argument(
+        "--copy-threshold-db",
+        type=float,
+        default=COPY_THRESHOLD_DB,
+        metavar="DB",
+        help="a preset whose spectral fingerprint lies within this distance of an earlier one is a copy and is "
+        "left out (default: %(default)s)",
     )
     parser.add_argument(
         "--synthetic",
@@ -120,9 +139,26 @@ def add_render_parser(subparsers):
     parser.set_defaults(func=_render_command)
 
 
+def list_sources():
+    """The catalogue as a table: name, whether installed, group, recorded or synthesized, licence, packages."""
+    lines = [f"{'name':12} {'installed':9} {'group':12} {'kind':11} {'packages':28} licence"]
+    for info in CATALOG.values():
+        program = {"timidity": "timidity", "stk": "stk-demo"}.get(info.kind)
+        found = (not info.path or os.path.exists(info.path)) and (program is None or shutil.which(program))
+        installed = "yes" if found else "no"
+        kind = "recordings" if info.recorded else "synthesis"
+        lines.append(f"{info.name:12} {installed:9} {info.group:12} {kind:11} {info.packages:28} {info.licence}")
+    return "\n".join(lines)
+
+
 def _render_command(args):
+    if args.list_sources:
+        print(list_sources())
+        return
+    if not args.out:
+        raise SystemExit("render: --out DIR is required (or --list-sources)")
     render_corpus(
-        args.soundfont or default_soundfonts(),
+        args.sources or default_sources(),
         args.out,
         programs=args.programs,
         pitch_step=args.pitch_step,
@@ -131,7 +167,8 @@ def _render_command(args):
         seed=args.seed,
         fractions=tuple(args.fractions),
         workers=args.workers,
-        leave_out_soundfonts=args.leave_out,
+        leave_out=args.leave_out,
         synthetic_soundfonts=args.synthetic or SYNTHETIC_SOUNDFONTS,
         gain=args.gain,
+        copy_threshold_db=args.copy_threshold_db,
     )

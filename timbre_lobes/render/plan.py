@@ -1,20 +1,23 @@
 """Planning a rendered corpus: its pitch grid, its instruments, their NSynth names and splits.
 
-Every melodic preset (SoundFont, bank, program) of the given SoundFonts is one
-instrument. Family and source come from ``gm_programs``; a SoundFont named in
-``synthetic_soundfonts`` (by default the OPL-3 FM SoundFont) makes all its
-presets synthetic. Instruments are numbered in the order SoundFont (as given),
-bank, program: ``instrument`` counts all of them, and the ``NNN`` of
+Every melodic preset of the given sound sources (SoundFonts, TiMidity++ patch
+sets, STK, DX7 voices; ``timbre_lobes.render.catalog``) is one instrument, unless
+it is silent or a near-copy of an instrument before it
+(``timbre_lobes.render.independence``). Each source's ``classify`` gives the
+family and source: the GM program's (``gm_programs``) for General MIDI banks, a
+table for STK, the voice name for DX7; the rule used is kept as
+``family_rule``. Instruments are numbered in the order of the sources as given,
+then their presets: ``instrument`` counts all of them, and the ``NNN`` of
 ``<family>_<source>_<NNN>`` counts within each family and source. Pitches lie
 on a grid of ``pitch_step`` semitones through middle C within MIDI 21-108.
 
 Splits are instrument-disjoint and drawn per family with a fixed seed, so that
-every family with at least 3 instruments has some in each split.
-``leave_out_soundfonts`` puts all instruments of those SoundFonts in ``test``
-and splits the others into ``train`` and ``valid`` only, so ``test`` measures
-generalisation to an unseen SoundFont. MuseScore_General is derived from
-FluidR3_GM and reuses many of its samples: the two are not independent sources,
-and leaving one out while training on the other is not a fair held-out test.
+every family with at least 3 instruments has some in each split. ``leave_out``
+puts all instruments of those sources (or source groups) in ``test`` and splits
+the others into ``train`` and ``valid`` only, so ``test`` measures
+generalisation to an unseen source. MuseScore_General is built from FluidR3_GM's
+samples: the catalogue puts both in one group, and the independence check drops
+MuseScore's copies when both are rendered.
 
 Nothing here renders audio; ``timbre_lobes.render.runner.render_corpus`` does.
 """
@@ -23,8 +26,10 @@ import os
 import random
 
 from timbre_lobes.data.nsynth_labels import SPLITS, family_index, instrument_str, source_index
+from timbre_lobes.render.catalog import check_installed, open_source, source_info
 from timbre_lobes.render.gm_programs import gm_family_source, gm_program_name
-from timbre_lobes.render.sources import SoundFontSynth, check_soundfont
+from timbre_lobes.render.independence import COPY_THRESHOLD_DB, find_copies
+from timbre_lobes.render.sources import SoundFontSynth  # noqa: F401  (tests patch its presets)
 
 #: NSynth's pitch range, the 88 keys of a piano (MIDI 21-108).
 LOWEST_PITCH = 21
@@ -126,73 +131,108 @@ def assign_splits(families, seed=DEFAULT_SEED, fractions=DEFAULT_FRACTIONS, held
     return splits
 
 
-def _soundfont_names(path):
-    name = os.path.basename(path)
-    return name, os.path.splitext(name)[0]
+def _source_names(source_or_spec):
+    """The names a source answers to in ``leave_out`` and ``synthetic_soundfonts``."""
+    spec = os.fspath(source_or_spec)
+    names = {spec, os.path.basename(spec), os.path.splitext(os.path.basename(spec))[0]}
+    try:
+        info = source_info(spec)
+    except ValueError:
+        return names
+    return names | {
+        info.name,
+        info.group,
+        os.path.basename(info.path),
+        os.path.splitext(os.path.basename(info.path))[0],
+    }
 
 
-def _matching(path, names):
-    return any(name in names for name in _soundfont_names(path))
+def _matching(spec, names):
+    return bool(_source_names(spec) & set(names))
 
 
 def plan_corpus(
-    soundfonts,
+    sources,
     programs=None,
     seed=DEFAULT_SEED,
     fractions=DEFAULT_FRACTIONS,
-    leave_out_soundfonts=None,
+    leave_out=None,
     synthetic_soundfonts=SYNTHETIC_SOUNDFONTS,
-    sounding=None,
+    survey=None,
+    copy_threshold_db=COPY_THRESHOLD_DB,
+    dropped=None,
 ):
-    """Lists the instruments of a corpus with their NSynth names and splits.
+    """Lists the instruments of a corpus with their NSynth names, sources and splits.
 
     Renders nothing itself; ``render_corpus`` takes the same arguments and
-    passes a ``sounding`` probe, so that splits are drawn over the presets that
-    actually sound (a silent preset never takes a valid or test place).
+    passes a ``survey`` that renders a few notes of every candidate preset, so
+    that splits are drawn over presets that sound and are not copies of an
+    earlier one (:mod:`timbre_lobes.render.independence`).
 
     Arguments
     ---------
-    soundfonts : list of str
-        SoundFont paths; the order fixes the instrument numbers.
+    sources : list of str
+        Catalogue names or file paths of the sound sources
+        (:func:`timbre_lobes.render.catalog.open_source`); the order fixes the
+        instrument numbers, and copies are dropped from the later source.
     programs : list of int, optional
-        Only presets of these GM programs (default: all with a family).
+        Only presets of these GM programs (default: all with a family); sources
+        without GM programs (STK, DX7) then give none.
     seed, fractions : see ``assign_splits``.
-    leave_out_soundfonts : list of str, optional
-        File names or stems of SoundFonts whose instruments all go to test.
+    leave_out : list of str, optional
+        Names (catalogue name, file name or stem, or group) of sources whose
+        instruments all go to test: a leave-one-source-out corpus.
     synthetic_soundfonts : list of str
-        File names or stems of SoundFonts whose presets are all synthetic.
-    sounding : callable, optional
-        ``sounding(soundfont_path, bank, program) -> bool``; presets for which it
-        is False are left out before the splits are drawn.
+        Names of SoundFonts outside the catalogue whose presets are all synthetic.
+    survey : callable, optional
+        ``survey(candidates) -> [(sounds, fingerprint), ...]``, one per
+        candidate instrument dict (with ``source_spec`` and ``preset``):
+        whether it sounds, and its fingerprint (``preset_fingerprint``) or None.
+        Silent presets and copies are left out before the splits are drawn.
+    copy_threshold_db : float
+        A preset within this distance (dB) of a preset kept before it is a copy.
+    dropped : list, optional
+        Receives a dict per left-out candidate: ``sound_source``, ``preset``,
+        ``preset_name``, ``reason`` (``silent`` or ``copy``), and for copies
+        ``copy_of`` (the kept instrument's source and preset name) and
+        ``distance_db``.
 
     Returns
     -------
     list of dict
         Per instrument: ``instrument``, ``instrument_str``, family and source
-        (names and indices), ``soundfont``, ``soundfont_path``, ``bank``,
-        ``program``, ``preset_name`` and ``split``.
+        (names and indices), ``sound_source``, ``source_group``, ``licence``,
+        ``recorded``, ``source_spec``, ``preset`` (the fields ``render_note``
+        takes before pitch and velocity), ``preset_name``, ``family_rule``,
+        ``split``; SoundFonts add ``soundfont`` (file name), ``bank`` and
+        ``program``, TiMidity++ patch sets ``bank`` and ``program``.
 
     Example
     -------
     >>> plan = plan_corpus(["/usr/share/sounds/sf2/TimGM6mb.sf2"], programs=[0, 1])
-    >>> [(i["instrument_str"], i["preset_name"]) for i in plan]
-    [('keyboard_acoustic_000', 'Piano 1'), ('keyboard_acoustic_001', 'Piano 2')]
+    >>> [(i["instrument_str"], i["preset_name"], i["sound_source"]) for i in plan]
+    [('keyboard_acoustic_000', 'Piano 1', 'timgm6mb'), ('keyboard_acoustic_001', 'Piano 2', 'timgm6mb')]
 
     Raises
     ------
     ValueError
-        No SoundFont, duplicate names, an unknown ``leave_out_soundfonts`` or
+        No source, a source given twice, an unknown ``leave_out`` or
         ``programs`` entry, or no melodic preset to render (e.g. a SoundFont of
-        drum kits only; the message lists what each file holds).
+        drum kits only; the message lists what each source holds).
+    FileNotFoundError
+        A source that is not installed (the message names its package).
     """
-    paths = [check_soundfont(path) for path in soundfonts]
-    if not paths:
-        raise ValueError("no SoundFont given")
-    names = [os.path.basename(path) for path in paths]
+    specs = [os.fspath(spec) for spec in sources]
+    if not specs:
+        raise ValueError("no sound source given")
+    infos = [source_info(spec, _matching(spec, synthetic_soundfonts)) for spec in specs]
+    for info in infos:
+        check_installed(info)
+    names = [info.name for info in infos]
     if len(set(names)) != len(names):
-        raise ValueError(f"SoundFont file names must be distinct, got {names}")
-    leave_out = set(leave_out_soundfonts or ())
-    unknown = leave_out - {n for path in paths for n in _soundfont_names(path)}
+        raise ValueError(f"sound sources must be distinct, got {names}")
+    leave_out = set(leave_out or ())
+    unknown = leave_out - {n for spec in specs for n in _source_names(spec)}
     if unknown:
         raise ValueError(f"cannot leave out {sorted(unknown)}: not among {names}")
     if programs is not None:
@@ -203,56 +243,116 @@ def plan_corpus(
                 )
         programs = set(programs)
 
-    instruments, numbers, found = [], {}, []
-    for path in paths:
-        synthetic = _matching(path, synthetic_soundfonts)
-        synth = SoundFontSynth(path)
-        presets = synth.presets()
-        synth.close()
-        without_family = 0
-        silent = 0
-        for bank, program, preset_name in presets:
-            family_source = gm_family_source(program, synthetic=synthetic)
-            without_family += family_source is None
-            if family_source is None or (programs is not None and program not in programs):
-                continue
-            if sounding is not None and not sounding(path, bank, program):
-                silent += 1
-                continue
-            family, source = family_source
-            number = numbers.get(family_source, 0)
-            numbers[family_source] = number + 1
-            instruments.append(
-                {
-                    "instrument": len(instruments),
-                    "instrument_str": instrument_str(family, source, number),
-                    "instrument_family": family_index(family),
+    candidates, found = [], {}
+    for spec, info in zip(specs, infos):
+        with open_source(spec, synthetic=not info.recorded) as source:
+            presets = source.presets()
+            samples = source.preset_samples() if survey is not None and info.kind == "soundfont" else {}
+            without_family = 0
+            for *preset, preset_name in presets:
+                label = source.classify(*preset, preset_name)
+                without_family += label is None
+                program = preset[1] if info.kind in ("soundfont", "timidity") else None
+                if label is None or (programs is not None and program not in programs):
+                    continue
+                family, nsynth_source, rule = label
+                candidate = {
                     "instrument_family_str": family,
-                    "instrument_source": source_index(source),
-                    "instrument_source_str": source,
-                    "soundfont": os.path.basename(path),
-                    "soundfont_path": path,
-                    "bank": bank,
-                    "program": program,
+                    "instrument_source_str": nsynth_source,
+                    "sound_source": source.name,
+                    "source_group": source.group,
+                    "licence": source.licence,
+                    "recorded": source.recorded,
+                    "source_spec": source.spec,
+                    "preset": list(preset),
                     "preset_name": preset_name,
+                    "family_rule": rule,
                 }
+                if info.kind == "soundfont":
+                    candidate["soundfont"] = os.path.basename(source.soundfont)
+                    candidate["_samples"] = samples.get(tuple(preset), set())
+                if program is not None:
+                    candidate.update(bank=preset[0], program=program)
+                candidates.append(candidate)
+        found[source.name] = [len(presets), without_family, 0, 0]
+
+    keep = [True] * len(candidates)
+    if survey is not None and candidates:
+        results = survey(candidates)
+        sounding = [i for i, (sounds, _) in enumerate(results) if sounds]
+        for i, (sounds, _) in enumerate(results):
+            if not sounds:
+                keep[i] = False
+                found[candidates[i]["sound_source"]][2] += 1
+                _drop(dropped, candidates[i], "silent")
+        printed = [i for i in sounding if results[i][1] is not None]
+        copies = find_copies(
+            [results[i][1] for i in printed],
+            copy_threshold_db,
+            samples=[candidates[i].get("_samples", set()) for i in printed],
+            groups=[candidates[i]["source_group"] for i in printed],
+        )
+        for i, copy in zip(printed, copies):
+            if copy is not None:
+                keep[i] = False
+                found[candidates[i]["sound_source"]][3] += 1
+                original = candidates[printed[copy[0]]]
+                _drop(
+                    dropped,
+                    candidates[i],
+                    "copy",
+                    copy_of=f"{original['sound_source']}: {original['preset_name']}",
+                    distance_db=copy[1],
+                    shares_samples=bool(candidates[i].get("_samples", set()) & original.get("_samples", set())),
+                )
+
+    instruments, numbers = [], {}
+    for candidate, kept in zip(candidates, keep):
+        if not kept:
+            continue
+        family, source = candidate["instrument_family_str"], candidate["instrument_source_str"]
+        number = numbers.get((family, source), 0)
+        numbers[(family, source)] = number + 1
+        candidate = {k: v for k, v in candidate.items() if k != "_samples"}
+        instruments.append(
+            dict(
+                candidate,
+                instrument=len(instruments),
+                instrument_str=instrument_str(family, source, number),
+                instrument_family=family_index(family),
+                instrument_source=source_index(source),
             )
-        found.append(
-            f"{os.path.basename(path)}: {len(presets)} presets outside the drum bank, "
-            f"{without_family} of them with no NSynth family (sound effects), {silent} silent"
         )
     if not instruments:
         chosen = "" if programs is None else f" among programs {sorted(programs)}"
+        summary = "; ".join(
+            (f"{name}: " if len(found) > 1 else "")
+            + f"{total} presets outside the drum bank, {none} of them with no NSynth family (sound effects), "
+            f"{silent} silent, {copied} copies"
+            for name, (total, none, silent, copied) in found.items()
+        )
         raise ValueError(
-            f"no melodic presets to render{chosen} in {', '.join(names)} ({'; '.join(found)}; drum kits are never "
-            "rendered)"
+            f"no melodic presets to render{chosen} in {', '.join(names)} ({summary}; drum kits are never rendered)"
         )
     splits = assign_splits(
         [i["instrument_family_str"] for i in instruments],
         seed=seed,
         fractions=fractions,
-        held_out=[_matching(i["soundfont_path"], leave_out) for i in instruments],
+        held_out=[_matching(i["source_spec"], leave_out) for i in instruments],
     )
     for instrument, split in zip(instruments, splits):
         instrument["split"] = split
     return instruments
+
+
+def _drop(dropped, candidate, reason, **details):
+    if dropped is not None:
+        dropped.append(
+            {
+                "sound_source": candidate["sound_source"],
+                "preset": candidate["preset"],
+                "preset_name": candidate["preset_name"],
+                "reason": reason,
+                **details,
+            }
+        )

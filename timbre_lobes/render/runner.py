@@ -57,6 +57,13 @@ from tqdm import tqdm
 
 from timbre_lobes.atomic import atomic_open, write_json
 from timbre_lobes.data.nsynth_labels import NOTE_SECONDS, QUALITIES, SAMPLE_RATE, SPLITS, note_str
+from timbre_lobes.render.catalog import CATALOG, DEFAULT_SOURCES, check_installed, open_source, source_info
+from timbre_lobes.render.independence import (
+    COPY_THRESHOLD_DB,
+    FINGERPRINT_PITCHES,
+    FINGERPRINT_VELOCITY,
+    preset_fingerprint,
+)
 from timbre_lobes.render.plan import (
     DEFAULT_FRACTIONS,
     DEFAULT_SEED,
@@ -67,7 +74,7 @@ from timbre_lobes.render.plan import (
     pitch_grid,
     plan_corpus,
 )
-from timbre_lobes.render.sources import DEFAULT_GAIN, SoundFontSynth, check_soundfont
+from timbre_lobes.render.sources import DEFAULT_GAIN
 
 #: NSynth's velocities.
 NSYNTH_VELOCITIES = (25, 50, 75, 100, 127)
@@ -79,14 +86,10 @@ SILENCE_DBFS = -70.0
 SILENCE_FRAME_SECONDS = 0.05
 INT16_FULL_SCALE = 32768
 
-#: ``(path, Debian package)`` of the SoundFonts of the default corpus.
-DEFAULT_SOUNDFONTS = (
-    ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm"),
-    ("/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont"),
-    ("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "opl3-soundfont"),
-)
-#: Pitch step and velocities of the default corpus, sized for a CPU demo.
-DEMO_PITCH_STEP = 6
+#: Pitch step and velocities of the default corpus, sized for a CPU demo: many
+#: instruments with few notes each (finding 12: unseen-instrument family F1 grows
+#: with the number of training instruments).
+DEMO_PITCH_STEP = 12
 DEMO_VELOCITIES = (50, 100)
 
 STATE_DIR = ".render_state"
@@ -130,7 +133,7 @@ def _note_metadata(instrument, pitch, velocity):
         instrument["instrument_source_str"],
     )
     number = int(instrument["instrument_str"].rsplit("_", 1)[1])
-    metadata = {k: v for k, v in instrument.items() if k not in ("soundfont_path", "split")}
+    metadata = {k: v for k, v in instrument.items() if k not in ("source_spec", "split")}
     metadata.update(
         note=(instrument["instrument"] * MIDI_VALUES + pitch) * MIDI_VALUES + velocity,
         note_str=note_str(family, source, number, pitch, velocity),
@@ -157,34 +160,40 @@ def loudest_frame_dbfs(audio, sample_rate=SAMPLE_RATE, frame_seconds=SILENCE_FRA
     return float(20 * np.log10(max(rms, 1 / INT16_FULL_SCALE) / INT16_FULL_SCALE))
 
 
-# One synthesizer per process, kept while consecutive instruments share its SoundFont.
+# One synthesizer per process, kept while consecutive jobs share its source.
 _PROCESS_SYNTH = {}
 
 
-def _process_synth(soundfont, gain):
-    synth = _PROCESS_SYNTH.get("synth")
-    if synth is None or synth.soundfont != soundfont:
+def _process_synth(spec, gain, synthetic=False):
+    key = (spec, gain, synthetic)
+    if _PROCESS_SYNTH.get("key") != key:
         _close_process_synth()
-        synth = _PROCESS_SYNTH["synth"] = SoundFontSynth(soundfont, gain=gain)
-    return synth
+        _PROCESS_SYNTH["synth"] = open_source(spec, gain=gain, synthetic=synthetic)
+        _PROCESS_SYNTH["key"] = key
+    return _PROCESS_SYNTH["synth"]
 
 
 def _close_process_synth():
     synth = _PROCESS_SYNTH.pop("synth", None)
+    _PROCESS_SYNTH.pop("key", None)
     if synth is not None:
         synth.close()
+
+
+def _open_for(instrument, gain):
+    return _process_synth(instrument["source_spec"], gain, synthetic=not instrument["recorded"])
 
 
 def _render_instrument(job):
     """Renders the missing notes of one instrument, then saves its metadata."""
     instrument, out_dir = job["instrument"], job["out_dir"]
-    synth = _process_synth(instrument["soundfont_path"], job["gain"])
+    synth = _open_for(instrument, job["gain"])
     examples, silent, rendered, clipped = {}, [], 0, 0
     for pitch, velocity in job["notes"]:
         metadata = _note_metadata(instrument, pitch, velocity)
         path = _wav_path(out_dir, instrument, metadata["note_str"])
         if not os.path.exists(path):
-            audio = synth.render_note(instrument["bank"], instrument["program"], pitch, velocity)
+            audio = synth.render_note(*instrument["preset"], pitch, velocity)
             if loudest_frame_dbfs(audio) < job["silence_dbfs"]:
                 silent.append(metadata["note_str"])
                 continue
@@ -199,6 +208,83 @@ def _render_instrument(job):
     return instrument["instrument"], state, rendered
 
 
+def _survey_preset(job):
+    """Does one candidate preset sound at the probe pitches, and what is its fingerprint?"""
+    candidate, probe = job["candidate"], job["probe"]
+    synth = _open_for(candidate, probe["gain"])
+    sounds = any(
+        loudest_frame_dbfs(synth.render_note(*candidate["preset"], pitch, probe["velocity"])) >= probe["silence_dbfs"]
+        for pitch in probe["pitches"]
+    )
+    return job["index"], sounds, preset_fingerprint(synth, candidate["preset"]) if sounds else None
+
+
+class Survey:
+    """Renders a few notes of every candidate preset, in parallel, for ``plan_corpus``.
+
+    A preset *sounds* when one of its notes at the grid's lowest, middle and
+    highest pitch (at the highest velocity) is louder than ``silence_dbfs``
+    (:func:`loudest_frame_dbfs`); a sounding preset gets its fingerprint
+    (:func:`~timbre_lobes.render.independence.preset_fingerprint`). Results are
+    kept in ``cache`` (a ``.npz`` path, written by :meth:`save`), keyed by source,
+    preset and probe settings, so a resumed render does not survey again.
+    """
+
+    def __init__(self, pitches, velocity, silence_dbfs=SILENCE_DBFS, gain=DEFAULT_GAIN, workers=1, progress=True):
+        self.probe = {
+            "pitches": sorted({pitches[0], pitches[len(pitches) // 2], pitches[-1]}),
+            "velocity": velocity,
+            "silence_dbfs": silence_dbfs,
+            "gain": gain,
+            "fingerprint": [list(FINGERPRINT_PITCHES), FINGERPRINT_VELOCITY],
+        }
+        self.workers, self.progress = workers, progress
+        self.results = {}
+
+    def _key(self, candidate):
+        return json.dumps([candidate["source_spec"], candidate["preset"], candidate["recorded"], self.probe])
+
+    def load(self, path):
+        """Reads earlier results from a cache file, when there is one."""
+        if os.path.isfile(path):
+            with np.load(path, allow_pickle=False) as cache:
+                keys = json.loads(str(cache["keys"]))
+                for key, sounds, fingerprint in zip(keys, cache["sounds"], cache["fingerprints"]):
+                    self.results[key] = (bool(sounds), None if np.isnan(fingerprint).all() else fingerprint)
+
+    def save(self, path):
+        """Writes every result to ``path`` (atomically)."""
+        keys = sorted(self.results)
+        shape = next((f.shape for s, f in self.results.values() if f is not None), (len(FINGERPRINT_PITCHES), 1))
+        fingerprints = (
+            np.stack([self.results[k][1] if self.results[k][1] is not None else np.full(shape, np.nan) for k in keys])
+            if keys
+            else np.zeros((0, *shape))
+        )
+        with atomic_open(path, "wb") as handle:
+            np.savez(
+                handle,
+                keys=json.dumps(keys),
+                sounds=np.array([self.results[k][0] for k in keys], dtype=bool),
+                fingerprints=fingerprints,
+            )
+
+    def __call__(self, candidates):
+        keys = [self._key(c) for c in candidates]
+        jobs = [
+            {"index": i, "candidate": c, "probe": self.probe}
+            for i, (c, k) in enumerate(zip(candidates, keys))
+            if k not in self.results
+        ]
+        if jobs:
+            print(f"Surveying {len(jobs)} presets (do they sound? near-copies of another?)")
+            with tqdm(total=len(jobs), unit="preset", disable=not self.progress) as bar:
+                for index, sounds, fingerprint in _run_parallel(_survey_preset, jobs, self.workers):
+                    self.results[keys[index]] = (sounds, fingerprint)
+                    bar.update(1)
+        return [self.results[k] for k in keys]
+
+
 def _is_done(out_dir, instrument):
     path = _state_path(out_dir, instrument)
     if not os.path.isfile(path):
@@ -209,23 +295,33 @@ def _is_done(out_dir, instrument):
     return None
 
 
-def _run_jobs(jobs, workers):
-    """Yields ``_render_instrument``'s results, in parallel when workers > 1."""
+def _run_parallel(function, jobs, workers):
+    """Yields ``function(job)`` for every job, in parallel processes when workers > 1."""
     if workers == 1 or len(jobs) <= 1:
         try:
             for job in jobs:
-                yield _render_instrument(job)
+                yield function(job)
         finally:
             _close_process_synth()
         return
     context = multiprocessing.get_context("spawn")
     executor = ProcessPoolExecutor(workers, mp_context=context)
     try:
-        futures = [executor.submit(_render_instrument, job) for job in jobs]
+        # Consecutive jobs of one source run in one process: a source opens once per chunk.
+        futures = [executor.submit(_run_chunk, function, chunk) for chunk in _chunks(jobs, workers)]
         for future in as_completed(futures):
-            yield future.result()
+            yield from future.result()
     finally:
         executor.shutdown(cancel_futures=True)
+
+
+def _chunks(jobs, workers, size=None):
+    size = size or max(1, min(16, len(jobs) // (4 * workers) or 1))
+    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
+
+def _run_chunk(function, chunk):
+    return [function(job) for job in chunk]
 
 
 def _check_options(out_dir, options):
@@ -243,41 +339,8 @@ def _check_options(out_dir, options):
         write_json(path, options)
 
 
-class SoundingProbe:
-    """Does a preset sound? Renders it at the grid's lowest, middle and highest pitch.
-
-    A preset sounds when one of these notes is louder than ``silence_dbfs``
-    (:func:`loudest_frame_dbfs`). One synthesizer per SoundFont, kept while the
-    probe lives (call :meth:`close`, or let it go).
-    """
-
-    def __init__(self, pitches, velocity, silence_dbfs=SILENCE_DBFS, gain=DEFAULT_GAIN):
-        self.pitches = sorted({pitches[0], pitches[len(pitches) // 2], pitches[-1]})
-        self.gain = gain
-        self.velocity = velocity
-        self.silence_dbfs = silence_dbfs
-        self._synths = {}
-
-    def __call__(self, soundfont, bank, program):
-        synth = self._synths.get(soundfont)
-        if synth is None:
-            synth = self._synths[soundfont] = SoundFontSynth(soundfont, gain=self.gain)
-        return any(
-            loudest_frame_dbfs(synth.render_note(bank, program, pitch, self.velocity)) >= self.silence_dbfs
-            for pitch in self.pitches
-        )
-
-    def close(self):
-        for synth in self._synths.values():
-            synth.close()
-        self._synths = {}
-
-    def __del__(self):
-        self.close()
-
-
 def render_corpus(
-    soundfonts,
+    sources,
     out_dir,
     programs=None,
     pitch_step=1,
@@ -286,19 +349,22 @@ def render_corpus(
     seed=DEFAULT_SEED,
     fractions=DEFAULT_FRACTIONS,
     workers=None,
-    leave_out_soundfonts=None,
+    leave_out=None,
     synthetic_soundfonts=SYNTHETIC_SOUNDFONTS,
     gain=DEFAULT_GAIN,
     silence_dbfs=SILENCE_DBFS,
+    copy_threshold_db=COPY_THRESHOLD_DB,
     on_note=None,
     progress=True,
 ):
-    """Renders SoundFont presets into ``out_dir`` in NSynth's json/wav layout.
+    """Renders the presets of sound sources into ``out_dir`` in NSynth's json/wav layout.
 
     Arguments
     ---------
-    soundfonts : list of str
-        SoundFont (``.sf2``/``.sf3``) paths; the order fixes the numbering.
+    sources : list of str
+        Catalogue names (``timbre_lobes.render.catalog.CATALOG``) or paths of
+        SoundFonts / TiMidity++ configurations; the order fixes the numbering,
+        and a near-copy is dropped from the later source.
     out_dir : str
         Corpus folder; an interrupted render into it is resumed.
     programs : list of int, optional
@@ -309,7 +375,7 @@ def render_corpus(
         MIDI velocities (1-127) of every pitch.
     pitch_range : tuple of int
         Lowest and highest MIDI pitch.
-    seed, fractions, leave_out_soundfonts, synthetic_soundfonts :
+    seed, fractions, leave_out, synthetic_soundfonts, copy_threshold_db :
         See ``plan_corpus``.
     workers : int, optional
         Parallel processes (default: the CPU cores available).
@@ -322,14 +388,18 @@ def render_corpus(
         Called with each ``note_str`` after its wav is written, in the rendering
         process (it must be picklable when ``workers > 1``).
     progress : bool
-        Whether to show a progress bar.
+        Whether to show progress bars.
 
     Returns
     -------
     dict
         ``instruments`` and ``notes`` per split, ``silent_notes``,
-        ``silent_instruments``, ``clipped_notes``, ``rendered_notes`` (by
-        this call), ``seconds`` and ``out_dir``.
+        ``silent_instruments``, ``clipped_notes``, ``rendered_notes`` (by this
+        call), ``dropped_presets`` (silent or copies, by reason), ``sources``
+        (instruments per source), ``seconds`` and ``out_dir``. The presets left
+        out, and why, are in ``<out_dir>/dropped_presets.json``; the instruments
+        with their source, group, licence and family rule in
+        ``<out_dir>/instruments.json``.
 
     Example
     -------
@@ -339,7 +409,7 @@ def render_corpus(
     ...         ["/usr/share/sounds/sf2/TimGM6mb.sf2"], out_dir,
     ...         programs=[0], pitch_step=24, velocities=[100], progress=False,
     ...     )  # doctest: +ELLIPSIS
-    Rendering 4 notes of 1 instruments ...
+    Surveying 1 presets ...
     >>> summary["notes"]
     {'train': 4, 'valid': 0, 'test': 0}
     """
@@ -350,35 +420,55 @@ def render_corpus(
     workers = workers or len(os.sched_getaffinity(0))
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    soundfonts = [check_soundfont(path) for path in soundfonts]
+    sources = [
+        os.path.abspath(s) if os.path.sep in os.fspath(s) or os.path.exists(s) else os.fspath(s) for s in sources
+    ]
+    for spec in sources:
+        if os.path.sep in spec:
+            source_info(spec)  # a path that names no known kind of source is refused before anything is made
+            if not os.path.isfile(spec):
+                raise FileNotFoundError(f"sound source not found: {spec}")
+    out_dir = os.fspath(out_dir)
+    survey = Survey(pitches, max(velocities), silence_dbfs, gain, workers=workers, progress=progress)
+    survey_cache = os.path.join(out_dir, STATE_DIR, "survey.npz")
+    survey.load(survey_cache)
+    dropped = []
     instruments = plan_corpus(
-        soundfonts,
+        sources,
         programs,
         seed,
         fractions,
-        leave_out_soundfonts,
+        leave_out,
         synthetic_soundfonts,
-        sounding=SoundingProbe(pitches, max(velocities), silence_dbfs, gain),
+        survey=survey,
+        copy_threshold_db=copy_threshold_db,
+        dropped=dropped,
     )
-    out_dir = os.fspath(out_dir)
     os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
+    survey.save(survey_cache)
     for split in SPLITS:
         os.makedirs(os.path.join(_split_dir(out_dir, split), "audio"), exist_ok=True)
     _check_options(
         out_dir,
         {
-            "soundfonts": soundfonts,
+            "sources": sources,
             "programs": sorted(programs) if programs is not None else None,
             "pitches": pitches,
             "velocities": sorted(velocities),
             "seed": seed,
             "fractions": list(fractions),
-            "leave_out_soundfonts": sorted(leave_out_soundfonts or ()),
+            "leave_out": sorted(leave_out or ()),
             "synthetic_soundfonts": sorted(synthetic_soundfonts),
             "gain": gain,
             "silence_dbfs": silence_dbfs,
+            "copy_threshold_db": copy_threshold_db,
             "sample_rate": SAMPLE_RATE,
         },
+    )
+    write_json(os.path.join(out_dir, "dropped_presets.json"), dropped)
+    write_json(
+        os.path.join(out_dir, "instruments.json"),
+        [{k: v for k, v in i.items() if k != "source_spec"} for i in instruments],
     )
 
     notes = [(pitch, velocity) for pitch in pitches for velocity in sorted(velocities)]
@@ -406,7 +496,7 @@ def render_corpus(
     )
     rendered = 0
     with tqdm(total=len(jobs) * len(notes), unit="note", disable=not progress) as bar:
-        for number, state, rendered_now in _run_jobs(jobs, workers):
+        for number, state, rendered_now in _run_parallel(_render_instrument, jobs, workers):
             states[number] = state
             rendered += rendered_now
             bar.update(len(notes))
@@ -431,6 +521,12 @@ def render_corpus(
     summary["silent_notes"] = sum(len(s["silent"]) for s in states.values())
     summary["silent_instruments"] = sum(not s["examples"] for s in states.values())
     summary["clipped_notes"] = sum(s["clipped"] for s in states.values())
+    summary["dropped_presets"] = {reason: sum(d["reason"] == reason for d in dropped) for reason in ("silent", "copy")}
+    summary["sources"] = {}
+    for instrument in instruments:
+        if states[instrument["instrument"]]["examples"]:
+            name = instrument["sound_source"]
+            summary["sources"][name] = summary["sources"].get(name, 0) + 1
     summary["seconds"] = round(time.time() - start, 1)
     print(
         f"Rendered {rendered} new notes in {summary['seconds']} s. "
@@ -439,23 +535,28 @@ def render_corpus(
         )
         + f". Skipped {summary['silent_notes']} silent notes "
         f"({summary['silent_instruments']} instruments entirely silent); "
-        f"{summary['clipped_notes']} notes clipped."
+        f"{summary['clipped_notes']} notes clipped. Left out {summary['dropped_presets']['silent']} silent presets "
+        f"and {summary['dropped_presets']['copy']} near-copies (see {os.path.join(out_dir, 'dropped_presets.json')})."
     )
     return summary
 
 
-def default_soundfonts():
-    """Returns the paths of ``DEFAULT_SOUNDFONTS``, naming the package of a missing one.
+def default_sources():
+    """Returns :data:`~timbre_lobes.render.catalog.DEFAULT_SOURCES`, naming the package of a missing one.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a default source is not installed (the message says which package installs it).
 
     Example
     -------
-    >>> [os.path.basename(path) for path in default_soundfonts()]
-    ['FluidR3_GM.sf2', 'TimGM6mb.sf2', 'OPL-3_FM_128M.sf2']
+    >>> default_sources()[:3]
+    ['fluidr3', 'timgm6mb', 'opl3']
     """
-    for path, package in DEFAULT_SOUNDFONTS:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"SoundFont {path} not found; install it with `apt-get install {package}`")
-    return [path for path, _ in DEFAULT_SOUNDFONTS]
+    for name in DEFAULT_SOURCES:
+        check_installed(CATALOG[name])
+    return list(DEFAULT_SOURCES)
 
 
 def _corpus_complete(out_dir):
@@ -465,7 +566,7 @@ def _corpus_complete(out_dir):
 def ensure_default_corpus(out_dir, workers=None):
     """Renders the default corpus into ``out_dir`` unless it is already there.
 
-    The default corpus is ``DEFAULT_SOUNDFONTS`` rendered every
+    The default corpus is ``DEFAULT_SOURCES`` rendered every
     ``DEMO_PITCH_STEP`` semitones at ``DEMO_VELOCITIES``, with the default seed
     and fractions. An interrupted render is resumed.
 
@@ -482,9 +583,9 @@ def ensure_default_corpus(out_dir, workers=None):
         ``out_dir``.
     """
     if not _corpus_complete(out_dir):
-        print(f"The default SoundFont corpus is not in {out_dir} yet: rendering it.")
+        print(f"The default rendered corpus is not in {out_dir} yet: rendering it.")
         render_corpus(
-            default_soundfonts(),
+            default_sources(),
             out_dir,
             pitch_step=DEMO_PITCH_STEP,
             velocities=DEMO_VELOCITIES,

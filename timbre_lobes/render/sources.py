@@ -6,10 +6,12 @@ and released for the last second, with no effect (reverb, chorus) and at a
 fixed gain, so that velocity still changes the loudness. A rendered note must
 not depend on the notes rendered before it.
 
-:class:`SoundFontSynth` is the one implementation: a SoundFont (``.sf2``/``.sf3``)
-played offline by FluidSynth. Another synthesizer (TiMidity++, STK, Sonivox, a
-DX7 emulator...) slots in as another subclass with its own ``presets`` and
-``render_note``.
+:class:`SoundFontSynth` plays a SoundFont (``.sf2``/``.sf3``) offline with
+FluidSynth; ``timbre_lobes.render.synths`` holds the other synthesizers
+(TiMidity++ with Gravis patches, STK physical models, a DX7 FM emulator), and
+``timbre_lobes.render.catalog`` names the installed sounds of each. Every source
+also says which NSynth family and source each of its presets belongs to, and
+how that was decided (:meth:`SoundSource.classify`).
 """
 
 import os
@@ -17,7 +19,7 @@ import os
 import numpy as np
 
 from timbre_lobes.data.nsynth_labels import NOTE_SECONDS, SAMPLE_RATE
-from timbre_lobes.render.gm_programs import NUM_PROGRAMS
+from timbre_lobes.render.gm_programs import NUM_PROGRAMS, gm_family_source, gm_program_name
 
 #: NSynth holds each key for 3 of the note's 4 seconds.
 HOLD_SECONDS = 3.0
@@ -49,6 +51,9 @@ class SoundSource:
       samples at ``sample_rate``, shape ``[round(NOTE_SECONDS * sample_rate)]``,
       the key held ``HOLD_SECONDS``, independent of earlier notes (up to
       dither); a ``ValueError`` for an unknown preset;
+    * ``classify(*preset, preset_name)``: ``(family, source, rule)``, the
+      preset's NSynth family and source and a sentence saying how they were
+      decided, or None for a preset with no NSynth family (a sound effect);
     * ``close()``: frees the synthesizer.
 
     A source is also a context manager that closes it on exit.
@@ -57,6 +62,15 @@ class SoundSource:
     ----------
     name : str
         Short name of the sounds, e.g. a SoundFont's file name.
+    spec : str
+        What :func:`timbre_lobes.render.catalog.open_source` opens it from (a
+        catalogue name or a file path); the corpus records it.
+    group : str
+        Independence group: sources sharing sounds (a SoundFont and its
+        derivatives) share a group, and a leave-one-source-out corpus holds
+        out a whole group.
+    recorded : bool
+        Whether the sounds are recordings (a sample bank) rather than synthesized.
     licence : str or None
         Licence of the sounds (SPDX identifier or a sentence), None when the
         code does not know it: then see the sounds' own documentation before
@@ -66,6 +80,9 @@ class SoundSource:
     """
 
     name = None
+    spec = None
+    group = None
+    recorded = True
     licence = None
     sample_rate = SAMPLE_RATE
 
@@ -77,6 +94,10 @@ class SoundSource:
         """Renders ``render_note(*preset, pitch, velocity)``; see the class docstring."""
         raise NotImplementedError
 
+    def classify(self, *preset_and_name):
+        """Returns ``(family, source, rule)`` of ``classify(*preset, preset_name)``, or None."""
+        raise NotImplementedError
+
     def close(self):
         """Frees the synthesizer and its sounds."""
 
@@ -85,6 +106,54 @@ class SoundSource:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+def to_note(audio, sample_rate, gain=1.0):
+    """Fits float samples to one NSynth-like note: ``int16``, ``NOTE_SECONDS`` long.
+
+    Arguments
+    ---------
+    audio : numpy.ndarray
+        Mono samples, shape ``[time]``, full scale 1.0; a longer render is cut
+        (its tail past the note is dropped), a shorter one is padded with zeros.
+    sample_rate : int
+        Rate of ``audio`` in Hz.
+    gain : float
+        Linear gain applied first; samples beyond full scale are clipped.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int16`` samples, shape ``[round(NOTE_SECONDS * sample_rate)]``.
+
+    Example
+    -------
+    >>> note = to_note(np.full(10, 0.5), 16000)
+    >>> note.shape, int(note[0]), int(note[-1])
+    ((64000,), 16384, 0)
+    """
+    total = round(NOTE_SECONDS * sample_rate)
+    out = np.zeros(total, dtype=np.float64)
+    audio = np.asarray(audio, dtype=np.float64)[:total]
+    out[: len(audio)] = audio * gain
+    return np.round(np.clip(out, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+
+
+def gm_classify(program, synthetic=False):
+    """``(family, source, rule)`` of a General MIDI program (``gm_programs``'s table), or None.
+
+    Example
+    -------
+    >>> gm_classify(40)
+    ('string', 'acoustic', 'GM program 40 (Violin)')
+    """
+    family_source = gm_family_source(program, synthetic=synthetic)
+    if family_source is None:
+        return None
+    rule = f"GM program {program} ({gm_program_name(program)})"
+    if synthetic:
+        rule += ", source synthetic: the whole bank is synthesized"
+    return (*family_source, rule)
 
 
 def _import_fluidsynth():
@@ -116,7 +185,8 @@ class SoundFontSynth(SoundSource):
     """A FluidSynth synthesizer with one SoundFont loaded, rendering offline.
 
     Reverb and chorus are off; a preset's samples are loaded when it is first
-    played. ``name`` is the SoundFont's file name; ``licence`` is None, since a
+    played. ``name`` is the SoundFont's file name; ``licence`` is what the
+    caller says (the catalogue knows the Debian packages'), else None, since a
     SoundFont file does not state its licence in a form read here.
 
     Arguments
@@ -127,6 +197,11 @@ class SoundFontSynth(SoundSource):
         Output sample rate in Hz.
     gain : float
         FluidSynth's master gain.
+    synthetic : bool
+        Whether every preset is synthesized (an FM SoundFont): NSynth source
+        ``synthetic`` for all, whatever their GM program.
+    group, licence : str, optional
+        Independence group (default: the file's stem) and licence.
 
     Raises
     ------
@@ -147,9 +222,16 @@ class SoundFontSynth(SoundSource):
     >>> synth.close()
     """
 
-    def __init__(self, soundfont, sample_rate=SAMPLE_RATE, gain=DEFAULT_GAIN):
+    def __init__(
+        self, soundfont, sample_rate=SAMPLE_RATE, gain=DEFAULT_GAIN, synthetic=False, group=None, licence=None
+    ):
         self.soundfont = check_soundfont(soundfont)
         self.name = os.path.basename(self.soundfont)
+        self.spec = self.soundfont
+        self.group = group or os.path.splitext(self.name)[0]
+        self.licence = licence
+        self.synthetic = synthetic
+        self.recorded = not synthetic
         self.sample_rate = sample_rate
         fluidsynth = _import_fluidsynth()
         self._synth = fluidsynth.Synth(
@@ -177,6 +259,51 @@ class SoundFontSynth(SoundSource):
                 if name is not None:
                     presets.append((bank, program, name.strip()))
         return presets
+
+    def classify(self, bank, program, preset_name):
+        """The NSynth family and source of the preset's GM program (see :func:`gm_classify`)."""
+        return gm_classify(program, synthetic=self.synthetic)
+
+    def preset_samples(self):
+        """The sample data each preset plays: ``{(bank, program): set of SHA-1 digests}``.
+
+        Read with ``sf2utils`` (digests of each sample's stored data). Two
+        SoundFonts that play a byte-identical sample share it. Returns ``{}``
+        when the file cannot be parsed so (``.sf3`` files store Ogg-compressed
+        samples, which ``sf2utils`` does not read): then only the spectral
+        check of :mod:`timbre_lobes.render.independence` applies.
+        """
+        import hashlib
+        import logging
+
+        try:
+            from sf2utils.sf2parse import Sf2File
+        except ImportError as error:
+            raise ImportError("the sample-sharing check needs `pip install sf2utils`") from error
+        sf2_logger = logging.getLogger()
+        level = sf2_logger.level
+        sf2_logger.setLevel(logging.ERROR)  # sf2utils warns about every odd loop point
+        try:
+            with open(self.soundfont, "rb") as f:
+                parsed = Sf2File(f)
+                digests = {}
+                for sample in parsed.samples:
+                    if getattr(sample, "sf2parser", None) is not None:  # the closing EOS record has no data
+                        digests[id(sample)] = hashlib.sha1(sample.raw_sample_data).hexdigest()
+                samples = {}
+                for preset in parsed.presets:
+                    if preset.name == "EOP" or preset.bank >= DRUM_BANK:
+                        continue
+                    found = samples.setdefault((preset.bank, preset.preset), set())
+                    for bag in preset.bags:
+                        for instrument_bag in bag.instrument.bags if bag.instrument is not None else ():
+                            if instrument_bag.sample is not None and id(instrument_bag.sample) in digests:
+                                found.add(digests[id(instrument_bag.sample)])
+                return samples
+        except (IndexError, KeyError, ValueError, AttributeError, TypeError, OSError):
+            return {}
+        finally:
+            sf2_logger.setLevel(level)
 
     def render_note(self, bank, program, pitch, velocity):
         """Renders one NSynth-like note and resets the synthesizer.

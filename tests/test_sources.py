@@ -1,0 +1,151 @@
+"""Tests of the sound sources beyond FluidSynth, the catalogue and the independence check.
+
+They need the Debian packages of the README's set-up (freepats, timidity, stk,
+hexter, minuet-data, denemo-data, the SoundFonts) and PyPI's dexed-py and
+sf2utils.
+"""
+
+import numpy as np
+import pytest
+
+from timbre_lobes.__main__ import main
+from timbre_lobes.data.nsynth_labels import FAMILIES, NOTE_SECONDS, SAMPLE_RATE, SOURCES, SPLITS
+from timbre_lobes.render import CATALOG, DEFAULT_SOURCES, open_source, plan_corpus
+from timbre_lobes.render.independence import distances, find_copies, note_fingerprint, preset_fingerprint
+from timbre_lobes.render.runner import SILENCE_DBFS, loudest_frame_dbfs
+from timbre_lobes.render.synths import dx7_family, one_note_midi, read_timidity_config
+
+NOTE_SAMPLES = round(NOTE_SECONDS * SAMPLE_RATE)
+
+
+def check_note(audio):
+    assert audio.dtype == np.int16 and audio.shape == (NOTE_SAMPLES,)
+    assert loudest_frame_dbfs(audio) > SILENCE_DBFS + 20
+    # The key is released after HOLD_SECONDS: the last 50 ms are far quieter than the loudest.
+    assert np.abs(audio[-800:]).max() < np.abs(audio).max() / 4
+
+
+@pytest.mark.parametrize("name", ["freepats", "stk", "dx7", "generaluser", "airfont"])
+def test_each_new_source_renders_notes_with_metadata(name):
+    info = CATALOG[name]
+    with open_source(name) as source:
+        assert (source.name, source.spec, source.group) == (name, name, info.group)
+        assert (source.licence, source.recorded, source.sample_rate) == (info.licence, info.recorded, SAMPLE_RATE)
+        presets = source.presets()
+        assert len(presets) > 30
+        quieter = []
+        for preset in presets[:2]:
+            *fields, preset_name = preset
+            note = source.render_note(*fields, 60, 100)
+            check_note(note)
+            # Deterministic (SoundFonts up to FluidSynth's +-1 LSB dither), and velocity matters.
+            assert np.abs(note.astype(int) - source.render_note(*fields, 60, 100)).max() <= 2
+            soft = source.render_note(*fields, 60, 30)
+            assert np.abs(soft).max() <= np.abs(note).max()
+            quieter.append(np.abs(soft).max() < np.abs(note).max())
+            family, nsynth_source, rule = source.classify(*preset)
+            assert family in FAMILIES and nsynth_source in SOURCES and rule
+            assert (nsynth_source != "synthetic") == info.recorded or name in ("generaluser", "airfont")
+        # Some DX7 voices ignore velocity, as on the instrument; the first does not.
+        assert quieter[0]
+        unknown = [999 if isinstance(field, int) else "no such preset" for field in fields]
+        with pytest.raises(ValueError):
+            source.render_note(*unknown, 60, 100)
+
+
+def test_timidity_plays_only_the_programs_its_patch_set_defines(tmp_path):
+    """An undefined program would fall back to the system's FluidR3 set: such programs are not presets."""
+    programs = read_timidity_config(CATALOG["freepats"].path)
+    with open_source("freepats") as source:
+        listed = {program for _, program, _ in source.presets()}
+    assert listed == set(programs) - {p for p in programs if p >= 128} and 0 < len(listed) < 128
+    assert 0 in listed
+    midi = one_note_midi(40, 60, 100)
+    assert midi[:4] == b"MThd" and b"MTrk" in midi and bytes([0xC0, 40]) in midi and bytes([0x90, 60, 100]) in midi
+
+
+def test_dx7_family_from_the_voice_name():
+    assert dx7_family("E.PIANO 1")[0] == "keyboard"
+    assert dx7_family("BRASS   1")[0] == "brass"
+    assert dx7_family("STRINGS 2")[0] == "string"
+    assert dx7_family("FLUTE  1")[0] == "flute"
+    assert dx7_family("LASERGUN") is None  # a sound effect: no NSynth family
+    with open_source("dx7") as source:
+        presets = source.presets()
+    assert len(presets) == 432 and len({(stem, index) for stem, index, _ in presets}) == 432
+    assert sum(source.classify(*p) is not None for p in presets) > 300
+
+
+def test_independence_check_on_known_copies_and_independent_banks():
+    """A preset rendered twice is a copy; MuseScore_General plays FluidR3's samples; GeneralUser is its own bank."""
+    with open_source("fluidr3") as fluid, open_source("musescore") as musescore, open_source("generaluser") as gu:
+        for program in (24, 56):  # nylon guitar, trumpet
+            original = preset_fingerprint(fluid, (0, program))
+            again = preset_fingerprint(fluid, (0, program))
+            copy = preset_fingerprint(musescore, (0, program))
+            independent = preset_fingerprint(gu, (0, program))
+            d_again, d_copy, d_independent = distances(original, np.stack([again, copy, independent]))
+            assert d_again < 0.1
+            assert d_copy < 4.0 < d_independent, (program, d_copy, d_independent)
+            assert find_copies([original, again, copy, independent]) == [
+                None,
+                (0, round(d_again, 2)),
+                (0, round(d_copy, 2)),
+                None,
+            ]
+    # A level change is not a difference; silence gives no fingerprint.
+    tone = (20000 * np.sin(2 * np.pi * 440 * np.arange(NOTE_SAMPLES) / SAMPLE_RATE)).astype(np.int16)
+    assert np.abs(note_fingerprint(tone) - note_fingerprint(tone // 4)).mean() < 0.2
+    assert note_fingerprint(np.zeros(NOTE_SAMPLES, np.int16)) is None
+
+
+def test_shared_samples_between_soundfonts_are_found():
+    """Airfont 320 reuses TimGM6mb samples byte for byte: those presets are copies whatever they measure."""
+    with open_source("airfont") as airfont, open_source("timgm6mb") as timgm:
+        air, tim = airfont.preset_samples(), timgm.preset_samples()
+    tim_samples = set().union(*tim.values())
+    sharing = [preset for preset, digests in air.items() if digests & tim_samples]
+    assert 30 < len(sharing) < len(air)
+    preset = sharing[0]
+    owner = next(p for p, digests in tim.items() if digests & air[preset])
+    far = np.zeros((3, 64)), np.full((3, 64), 30.0)
+    copies = find_copies(list(far), samples=[tim[owner], air[preset]], groups=["timgm6mb", "airfont"])
+    assert copies == [None, (0, 30.0)]
+    # Within one bank, shared samples are by design and left to the spectral test.
+    assert find_copies(list(far), samples=[tim[owner], tim[owner]], groups=["timgm6mb"] * 2) == [None, None]
+
+
+def test_leave_one_source_out_holds_out_a_whole_group():
+    """Left out by group name, MuseScore_General goes to test with FluidR3 (one group): no leak through a copy."""
+    sources = ["fluidr3", "musescore", "timgm6mb", "stk"]
+    plan = plan_corpus(sources, leave_out=["fluidr3"], seed=3)
+    groups = {split: {i["source_group"] for i in plan if i["split"] == split} for split in SPLITS}
+    assert groups["test"] == {"fluidr3"} | (groups["test"] & {"timgm6mb", "stk"})
+    assert "fluidr3" not in groups["train"] | groups["valid"]
+    assert {i["sound_source"] for i in plan if i["source_group"] == "fluidr3"} == {"fluidr3", "musescore"}
+    assert all(i["split"] == "test" for i in plan if i["source_group"] == "fluidr3")
+    assert groups["train"] == {"timgm6mb", "stk"}
+    for instrument in plan:
+        assert instrument["licence"] == CATALOG[instrument["sound_source"]].licence
+        assert instrument["family_rule"] and instrument["preset_name"]
+
+
+def test_list_sources_names_every_source_with_its_licence(capsys):
+    main(["render", "--list-sources"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + len(CATALOG)
+    for info, line in zip(CATALOG.values(), lines[1:]):
+        assert line.split()[:3] == [info.name, "yes", info.group] and line.endswith(info.licence)
+    assert set(DEFAULT_SOURCES) <= set(CATALOG) and "musescore" not in DEFAULT_SOURCES
+
+
+def test_an_unknown_or_missing_source_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown sound source 'nosuch'.*catalogue name"):
+        open_source("nosuch")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        open_source(str(tmp_path / "missing.sf2"))
+    out = tmp_path / "corpus"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["render", "--out", str(out), "--source", "nosuch"])
+    assert exit_info.value.code != 0 and "nosuch" in capsys.readouterr().err
+    assert not out.exists()
