@@ -2,7 +2,7 @@
 """How hard is family identification on this corpus, with no deep model at all?
 
     python docs/experiments/family_features.py [CORPUS] [--cache DIR]
-    python docs/experiments/family_features.py [CORPUS] --instrument-curve
+    python docs/experiments/family_features.py [CORPUS] --instrument-curve [--real ../shared/data/nsynth-test-dev]
     python docs/experiments/family_features.py [CORPUS] --extra-train OTHER_CORPUS [--independent-of SF]
 
 Research code (not part of the toolkit; no test runs it). Every note becomes the mean
@@ -48,25 +48,30 @@ from speechbrain.lobes.features import Fbank
 from tqdm import tqdm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+RECORDED_GROUPS = {"fluidr3", "timgm6mb", "generaluser", "airfont", "freepats"}
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 
 def pooled_logmel(corpus, split, cache):
     """(ids, metadata, features (N, 160)) of one split, cached as ``<cache>/<split>_logmel.npz``."""
-    with open(os.path.join(corpus, f"nsynth-{split}", "examples.json")) as handle:
+    return pooled_logmel_folder(os.path.join(corpus, f"nsynth-{split}"), split, cache)
+
+
+def pooled_logmel_folder(folder, name, cache):
+    """(ids, metadata, features (N, 160)) of one NSynth-format folder, cached as ``<cache>/<name>_logmel.npz``."""
+    with open(os.path.join(folder, "examples.json")) as handle:
         notes = json.load(handle)
     ids = sorted(notes)
-    path = os.path.join(cache, f"{split}_logmel.npz")
+    path = os.path.join(cache, f"{name}_logmel.npz")
     if os.path.exists(path):
         data = np.load(path, allow_pickle=True)
         if list(data["ids"]) == ids:
             return ids, [notes[i] for i in ids], data["feats"]
     fbank = Fbank(sample_rate=16000, n_mels=80, hop_length=20)
     feats = []
-    for start in tqdm(range(0, len(ids), 64), desc=f"log-mel {split}"):
+    for start in tqdm(range(0, len(ids), 64), desc=f"log-mel {name}"):
         batch = [
-            sf.read(os.path.join(corpus, f"nsynth-{split}", "audio", f"{i}.wav"), dtype="float32")[0]
-            for i in ids[start : start + 64]
+            sf.read(os.path.join(folder, "audio", f"{i}.wav"), dtype="float32")[0] for i in ids[start : start + 64]
         ]
         with torch.no_grad():
             fb = fbank(torch.from_numpy(np.stack(batch)))  # (B, frames, 80)
@@ -85,20 +90,43 @@ def trees():
     return HistGradientBoostingClassifier(random_state=0)
 
 
-def instrument_curve(x, y, inst, fractions=(0.25, 0.5, 0.75, 1.0), draws=3):
-    """Trees trained on random subsets of the training instruments: micro-F1 on valid and test."""
+def instrument_curve(x, y, inst, fractions=(0.25, 0.5, 0.75, 1.0), draws=3, groups=None):
+    """Trees trained on random subsets of the training instruments: micro-F1 on valid, test (and real).
+
+    ``x``/``y`` may hold a ``real`` entry (real NSynth notes): then a column for it. ``groups``
+    (the training notes' source groups) adds rows trained on the recorded banks only and on the
+    three banks of the first corpus (fluidr3, timgm6mb, opl3).
+    """
+    splits = [s for s in ("valid", "test", "real") if s in x]
     names = np.unique(inst)
-    print("| training instruments | unseen valid | unseen test |")
-    print("|---:|---:|---:|")
-    for fraction in fractions:
+    print("| training instruments | " + " | ".join(f"unseen {s}" for s in splits) + " |")
+    print("|---:|" + "---:|" * len(splits))
+
+    def row(label, rows_of_draw, n_draws):
         scores = []
-        for draw in range(draws if fraction < 1 else 1):
-            keep = np.random.default_rng(draw).choice(names, int(len(names) * fraction), replace=False)
-            rows = np.isin(inst, keep)
+        for draw in range(n_draws):
+            rows = rows_of_draw(draw)
             model = trees().fit(x["train"][rows], y["train"][rows])
-            scores.append([micro_f1(model, x[s], y[s]) for s in ("valid", "test")])
+            scores.append([micro_f1(model, x[s], y[s]) for s in splits])
         mean, spread = np.mean(scores, 0), np.std(scores, 0)
-        print(f"| {int(len(names) * fraction)} | {mean[0]:.3f} ± {spread[0]:.3f} | {mean[1]:.3f} ± {spread[1]:.3f} |")
+        cells = [f"{m:.3f} ± {d:.3f}" if n_draws > 1 else f"{m:.3f}" for m, d in zip(mean, spread)]
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+
+    for fraction in fractions:
+        count = int(len(names) * fraction)
+        row(
+            str(count),
+            lambda draw, c=count: np.isin(inst, np.random.default_rng(draw).choice(names, c, replace=False)),
+            draws if fraction < 1 else 1,
+        )
+    if groups is not None:
+        for label, chosen in (
+            ("the first corpus's banks (fluidr3, timgm6mb, opl3)", {"fluidr3", "timgm6mb", "opl3"}),
+            ("recorded banks only (fluidr3, timgm6mb, generaluser, airfont, freepats)", RECORDED_GROUPS),
+            ("all but dx7", set(groups) - {"dx7"}),
+        ):
+            keep = np.isin(groups, sorted(chosen))
+            row(f"{len(np.unique(inst[keep]))}: {label}", lambda draw, k=keep: k, 1)
 
 
 def extra_training_instruments(x, y, fonts, extra, independent_of):
@@ -122,12 +150,17 @@ def extra_training_instruments(x, y, fonts, extra, independent_of):
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("corpus", nargs="?", default=os.path.join(REPO, "corpora", "soundfont-default"))
+    parser.add_argument("corpus", nargs="?", default=os.path.join(REPO, "corpora", "rendered-default"))
     parser.add_argument("--cache", default="/tmp/family_features")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--instrument-curve", action="store_true")
     parser.add_argument("--extra-train", metavar="OTHER_CORPUS")
     parser.add_argument("--independent-of", default="FluidR3_GM.sf2", metavar="SOUNDFONT")
+    parser.add_argument(
+        "--real",
+        default=os.path.join(os.path.dirname(REPO), "shared", "data", "nsynth-test-dev"),
+        help="real NSynth notes scored beside valid and test by --instrument-curve (skipped when absent)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -136,7 +169,12 @@ def main(argv):
     y = {s: np.array([m["instrument_family"] for m in d[1]]) for s, d in data.items()}
     inst = np.array([m["instrument_str"] for m in data["train"][1]])
     if args.instrument_curve:
-        return instrument_curve(x, y, inst)
+        if os.path.isfile(os.path.join(args.real, "examples.json")):
+            _, real_meta, x["real"] = pooled_logmel_folder(args.real, "real", args.cache)
+            y["real"] = np.array([m["instrument_family"] for m in real_meta])
+        meta = data["train"][1]
+        groups = np.array([m["source_group"] for m in meta]) if "source_group" in meta[0] else None
+        return instrument_curve(x, y, inst, groups=groups)
     if args.extra_train:
         extra = pooled_logmel(args.extra_train, "train", os.path.join(args.cache, "extra"))
         fonts = {s: np.array([m["soundfont"] for m in data[s][1]]) for s in ("valid", "test")}

@@ -25,8 +25,8 @@ def folder_name(data_folder):
 
     Example
     -------
-    >>> folder_name("../shared/data/nsynth-test-dev/"), folder_name("corpora/soundfont-default/nsynth-test")
-    ('nsynth-test-dev', 'soundfont-default-nsynth-test')
+    >>> folder_name("../shared/data/nsynth-test-dev/"), folder_name("corpora/rendered-default/nsynth-test")
+    ('nsynth-test-dev', 'rendered-default-nsynth-test')
     """
     path = os.path.normpath(os.path.abspath(os.fspath(data_folder)))
     base = os.path.basename(path)

@@ -7,9 +7,10 @@ The output is what ``nsynth_prepare`` reads for the real NSynth release::
     <out_dir>/nsynth-valid/...
     <out_dir>/nsynth-test/...
 
-Notes are rendered by ``SoundFontSynth`` (see ``timbre_lobes.render.sources``)
-for the instruments and splits of ``plan_corpus`` (see
-``timbre_lobes.render.plan``). A note whose loudest 50 ms stay below
+Notes are rendered by the sound sources of the catalogue
+(``timbre_lobes.render.catalog``: SoundFonts through FluidSynth, Gravis patches
+through TiMidity++, STK, DX7 voices through Dexed) for the instruments and
+splits of ``plan_corpus`` (see ``timbre_lobes.render.plan``). A note whose loudest 50 ms stay below
 ``silence_dbfs`` is outside the preset's playable range and is skipped (and
 counted).
 
@@ -17,7 +18,11 @@ counted).
 ``note_str``, ``instrument``, ``instrument_str``, ``instrument_family``,
 ``instrument_family_str``, ``instrument_source``, ``instrument_source_str``,
 ``pitch``, ``velocity``, ``sample_rate``, ``qualities``, ``qualities_str``), plus
-``soundfont`` (file name), ``bank``, ``program`` and ``preset_name``. Nobody has
+``sound_source``, ``source_group``, ``licence``, ``recorded``, ``preset``,
+``preset_name`` and ``family_rule`` (how the family was decided), and for
+SoundFonts ``soundfont`` (file name), ``bank`` and ``program``.
+``instruments.json`` lists the instruments with their splits, and
+``dropped_presets.json`` the presets left out as silent or as copies. Nobody has
 annotated the qualities of rendered notes: ``qualities`` is ten zeros and
 ``qualities_str`` is empty, so quality labels must not be learnt from this
 corpus. ``note`` is ``(instrument * 128 + pitch) * 128 + velocity``, unique and
@@ -29,16 +34,20 @@ instrument's metadata is saved in ``<out_dir>/.render_state/``, and the
 ``examples.json`` files are written last. Re-running with the same options
 renders only the missing notes; other options into the same folder are refused.
 
-The default corpus (``ensure_default_corpus``) renders FluidR3_GM, TimGM6mb and
-the OPL-3 FM SoundFont (334 instruments) every ``DEMO_PITCH_STEP`` semitones at
-``DEMO_VELOCITIES``: 9,766 notes (7,771 train, 991 valid, 1,004 test; 1.3 GB),
-rendered in 45 s on 2 idle CPU cores (65 CPU-seconds).
+The default corpus (``ensure_default_corpus``) renders ``DEFAULT_SOURCES``
+(eight source groups, five of them recorded banks; 996 instruments once 216
+copies are dropped) every ``DEMO_PITCH_STEP`` semitones at ``DEMO_VELOCITIES``:
+15,732 notes (12,597 train, 1,562 valid, 1,573 test; 2.0 GB), surveyed and
+rendered in 2.5 min on 2 idle CPU cores (273 CPU-seconds); see docs/corpus.md.
 
 MuseScore_General's "Expr." presets are played through the breath controller
 (MIDI CC 2), which every note sets to 127 (at its power-on 0 they are silent).
-Before the splits are drawn, each preset is probed at the grid's lowest, middle
-and highest pitch (``SoundingProbe``): one that sounds at none of them is left
-out, so a silent preset never takes a place in a split.
+Before the splits are drawn, each preset is surveyed (``Survey``): probed at the
+grid's lowest, middle and highest pitch, and fingerprinted at MIDI 48/60/72
+(``timbre_lobes.render.independence``). One that sounds at none of the probes
+is left out, so a silent preset never takes a place in a split, and so is a
+near-copy of a preset kept before it. The survey is cached in
+``.render_state/survey.npz``.
 
 Workers are started with ``spawn``: a script calling ``render_corpus`` needs
 the usual ``if __name__ == "__main__":`` guard. What they run
