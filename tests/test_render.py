@@ -299,7 +299,7 @@ def test_help_documents_every_option(capsys):
         main(["render", "--help"])
     help_text = capsys.readouterr().out
     options = "--source --soundfont --list-sources --out --programs --pitch-step --pitch-range --velocities "
-    options += "--seed --fractions --leave-out --copy-threshold-db --synthetic --workers --gain"
+    options += "--stagger-pitches --seed --fractions --leave-out --copy-threshold-db --synthetic --workers --gain"
     for option in options.split():
         assert option in help_text
 
@@ -357,3 +357,25 @@ def test_splits_are_drawn_over_the_presets_that_sound(tmp_path):
     )
     assert all(summary["instruments"][split] > 0 for split in ("train", "valid", "test")), summary
     assert summary["silent_instruments"] == 0
+
+
+def test_staggered_pitches_cover_every_pitch_class(tmp_path):
+    """With --stagger-pitches each instrument keeps its octave step, shifted a fifth from the previous one's."""
+    from timbre_lobes.render.plan import instrument_pitches
+
+    grids = [instrument_pitches(n, 21, 108, 12, stagger=True) for n in range(12)]
+    assert {p % 12 for grid in grids for p in grid} == set(range(12))
+    assert all(set(np.diff(grid)) == {12} for grid in grids)
+    assert instrument_pitches(5, 21, 108, 12) == instrument_pitches(0, 21, 108, 12) == list(range(24, 109, 12))
+    out = tmp_path / "staggered"
+    options = dict(programs=[0, 40], pitch_step=24, pitch_range=(36, 84), velocities=[100], workers=1, progress=False)
+    render_corpus([TIMGM], out, stagger_pitches=True, copy_threshold_db=0.0, **options)
+    corpus = load_corpus(out)
+    pitches = {}
+    for examples in corpus.values():
+        for meta in examples.values():
+            pitches.setdefault(meta["instrument"], set()).add(meta["pitch"])
+    assert pitches == {n: set(instrument_pitches(n, 36, 84, 24, stagger=True)) for n in pitches}
+    assert len(set(map(frozenset, pitches.values()))) == 2
+    with pytest.raises(ValueError, match="other options.*stagger_pitches"):
+        render_corpus([TIMGM], out, stagger_pitches=False, copy_threshold_db=0.0, **options)

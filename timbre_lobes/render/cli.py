@@ -70,6 +70,12 @@ def add_render_parser(subparsers):
         help="semitones between rendered pitches, on a grid through MIDI 60 (default: %(default)s, every pitch)",
     )
     parser.add_argument(
+        "--stagger-pitches",
+        action="store_true",
+        help="shift each instrument's pitch grid a fifth from the previous one's, so that a coarse "
+        "--pitch-step still covers every pitch class across the corpus (the default corpus does)",
+    )
+    parser.add_argument(
         "--pitch-range",
         nargs=2,
         type=int,
@@ -162,6 +168,7 @@ def _render_command(args):
         args.out,
         programs=args.programs,
         pitch_step=args.pitch_step,
+        stagger_pitches=args.stagger_pitches,
         velocities=args.velocities,
         pitch_range=tuple(args.pitch_range),
         seed=args.seed,

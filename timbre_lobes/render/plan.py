@@ -45,22 +45,51 @@ DEFAULT_SEED = 1234
 SYNTHETIC_SOUNDFONTS = ("OPL-3_FM_128M",)
 
 
-def pitch_grid(lowest=LOWEST_PITCH, highest=HIGHEST_PITCH, step=1):
-    """Pitches from ``lowest`` to ``highest`` every ``step`` semitones through C4.
+def pitch_grid(lowest=LOWEST_PITCH, highest=HIGHEST_PITCH, step=1, offset=0):
+    """Pitches from ``lowest`` to ``highest`` every ``step`` semitones through C4 + ``offset``.
 
     Example
     -------
     >>> pitch_grid(21, 108, 12)
     [24, 36, 48, 60, 72, 84, 96, 108]
+    >>> pitch_grid(21, 108, 12, offset=7)
+    [31, 43, 55, 67, 79, 91, 103]
     """
     if not isinstance(step, int) or step < 1:
         raise ValueError(f"pitch_step must be a positive integer, got {step!r}")
     if not 0 <= lowest <= highest < MIDI_VALUES:
         raise ValueError(f"pitch range must satisfy 0 <= lowest <= highest <= 127, got {lowest}-{highest}")
-    pitches = [p for p in range(lowest, highest + 1) if (p - PITCH_ANCHOR) % step == 0]
+    pitches = [p for p in range(lowest, highest + 1) if (p - PITCH_ANCHOR - offset) % step == 0]
     if not pitches:
-        raise ValueError(f"no pitch of MIDI {lowest}-{highest} lies on the {step}-semitone grid through {PITCH_ANCHOR}")
+        raise ValueError(
+            f"no pitch of MIDI {lowest}-{highest} lies on the {step}-semitone grid through {PITCH_ANCHOR + offset}"
+        )
     return pitches
+
+
+#: Semitones between the grids of consecutive instruments when pitches are
+#: staggered: a fifth, so that with a 12-semitone step twelve consecutive
+#: instruments cover the twelve pitch classes.
+STAGGER_SEMITONES = 7
+
+
+def instrument_pitches(instrument, lowest, highest, step, stagger=False):
+    """The pitches one instrument is rendered at.
+
+    Without ``stagger`` every instrument shares ``pitch_grid(lowest, highest,
+    step)``. With it, instrument ``n``'s grid is shifted by ``n *
+    STAGGER_SEMITONES`` modulo ``step``: each instrument keeps ``step``
+    semitones between its notes, but the corpus holds every pitch class, not
+    only those of one grid (a model trained on Cs alone meets other pitches
+    first at test time; real recordings are at any pitch).
+
+    Example
+    -------
+    >>> [instrument_pitches(n, 21, 108, 12, stagger=True)[:2] for n in range(3)]
+    [[24, 36], [31, 43], [26, 38]]
+    """
+    offset = (instrument * STAGGER_SEMITONES) % step if stagger else 0
+    return pitch_grid(lowest, highest, step, offset)
 
 
 def _check_fractions(fractions):
