@@ -38,8 +38,15 @@ def test_each_new_source_renders_notes_with_metadata(name):
             *fields, preset_name = preset
             note = source.render_note(*fields, 60, 100)
             check_note(note)
-            # Deterministic (SoundFonts up to FluidSynth's +-1 LSB dither), and velocity matters.
-            assert np.abs(note.astype(int) - source.render_note(*fields, 60, 100)).max() <= 2
+            # Deterministic (SoundFonts up to FluidSynth's +-1 LSB dither), and velocity matters. STK's
+            # wind models add breath noise seeded from the clock (stk-demo sets no seed): the same
+            # note rendered a second later differs sample by sample, and its spectrum by up to 3.8 dB
+            # (Saxofony, measured 2026-12-03): the wind models' breath noise is not a fixed sound.
+            again = source.render_note(*fields, 60, 100)
+            if name == "stk":
+                assert np.sqrt(np.mean((note_fingerprint(note) - note_fingerprint(again)) ** 2)) < 5.0
+            else:
+                assert np.abs(note.astype(int) - again).max() <= 2
             soft = source.render_note(*fields, 60, 30)
             assert np.abs(soft).max() <= np.abs(note).max()
             quieter.append(np.abs(soft).max() < np.abs(note).max())

@@ -264,7 +264,15 @@ class StkSynth(SoundSource):
         return family, "synthetic", f"STK instrument {instrument}: a {family} model (STK_PRESETS)"
 
     def render_note(self, number, pitch, velocity):
-        """Renders one note (``int16``, ``NOTE_SECONDS`` long); ``ValueError`` for an unknown preset."""
+        """Renders one note (``int16``, ``NOTE_SECONDS`` long); ``ValueError`` for an unknown preset.
+
+        Not bit-reproducible for the wind models (Clarinet, BlowHole, Flute, ...): STK's
+        ``Noise`` generator, their breath noise, is seeded from the clock and stk-demo
+        sets no seed, so a note rendered a second later differs sample by sample, and
+        its mean log-mel spectrum by up to 3.8 dB (Saxofony at MIDI 60, measured): near
+        the independence check's 4 dB, so whether two STK wind variants count as copies
+        can change between renders (a corpus is surveyed once and cached).
+        """
         if not 0 <= number < len(self._presets):
             raise ValueError(f"no STK preset {number}")
         _, instrument, controls, _ = self._presets[number]
