@@ -231,7 +231,10 @@ def build_leave_one_source_out(corpus, out_dir, source, seed=DEFAULT_SEED, fract
     order = sorted(instruments, key=lambda name: (int(instruments[name].get("instrument", 0)), name))
     held_out = [_group(instruments[name]) in groups for name in order]
     if all(held_out):
-        raise ValueError(f"every instrument of {corpus} comes from {source}: nothing is left to train on")
+        raise ValueError(
+            f"every instrument of {corpus} comes from {source}'s source group {sorted(groups)}: "
+            "nothing is left to train on"
+        )
     families = [instruments[name]["instrument_family_str"] for name in order]
     split_of = dict(zip(order, assign_splits(families, seed=seed, fractions=fractions, held_out=held_out)))
 
@@ -557,11 +560,23 @@ def parse_args(argv):
         default=None,
         help="comma list of hparams/<system>.yaml names (default: every system of the config)",
     )
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), type=lambda t: split_list(t, SCENARIOS, "scenario"))
-    parser.add_argument("--output", default="results/benchmark")
-    parser.add_argument("--config", default=DEFAULT_CONFIG)
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        type=lambda t: split_list(t, SCENARIOS, "scenario"),
+        help="comma list (default: %(default)s): rendered = the corpus's test instruments; leave_one_source_out = "
+        "every instrument of one source group in test, never in training; nsynth_real = the rendered models on "
+        "real NSynth notes",
+    )
+    parser.add_argument("--output", default="results/benchmark", help="output folder (default: %(default)s)")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="budget file (default: %(default)s)")
     parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="rendered corpus of the rendered scenario")
-    parser.add_argument("--leave_out", default=None, help="source group held out (default: the config's)")
+    parser.add_argument(
+        "--leave_out",
+        default=None,
+        help="source held out in leave_one_source_out, with its whole source group (a catalogue name such as "
+        "generaluser, or a SoundFont file name for older corpora; default: the config's leave_out_source)",
+    )
     parser.add_argument("--nsynth_real", default=DEFAULT_NSYNTH_REAL, help="real NSynth notes to evaluate on")
     args, extra = parser.parse_known_args(argv)
     for arg in extra:

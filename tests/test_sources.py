@@ -156,3 +156,36 @@ def test_an_unknown_or_missing_source_is_a_clear_error(tmp_path, capsys):
         main(["render", "--out", str(out), "--source", "nosuch"])
     assert exit_info.value.code != 0 and "nosuch" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_leaving_out_one_source_holds_out_its_group():
+    """--leave-out musescore also holds out FluidR3_GM (one group); holding out everything is refused."""
+    plan = plan_corpus(["fluidr3", "musescore", "timgm6mb"], programs=[0, 40, 73], leave_out=["musescore"])
+    assert {i["sound_source"] for i in plan if i["split"] == "test"} >= {"fluidr3", "musescore"}
+    assert all(i["split"] == "test" for i in plan if i["source_group"] == "fluidr3")
+    assert {i["sound_source"] for i in plan if i["split"] == "train"} == {"timgm6mb"}
+    with pytest.raises(ValueError, match="holds out every instrument"):
+        plan_corpus(["fluidr3", "musescore"], programs=[0, 73], leave_out=["fluidr3"])
+
+
+def test_programs_and_sources_without_general_midi_programs():
+    with pytest.raises(ValueError, match="stk have no General MIDI programs"):
+        plan_corpus(["stk"], programs=[0])
+    with pytest.warns(UserWarning, match="stk have no General MIDI programs"):
+        plan = plan_corpus(["stk", "timgm6mb"], programs=[0])
+    assert {i["sound_source"] for i in plan} == {"timgm6mb"}
+
+
+def test_a_file_as_output_folder_and_a_catalogue_file_by_path(tmp_path, capsys):
+    a_file = tmp_path / "corpus.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(SystemExit):
+        main(["render", "--out", str(a_file), "--source", "timgm6mb", "--programs", "0"])
+    assert "is a file, not a folder" in capsys.readouterr().err and a_file.read_text() == "not a folder"
+    # A catalogue SoundFont given by its path is that source: the corpus resumes under either spelling.
+    from timbre_lobes.render import render_corpus
+
+    options = dict(programs=[0], pitch_step=48, velocities=[100], workers=1, progress=False)
+    first = render_corpus([CATALOG["timgm6mb"].path], tmp_path / "c", **options)
+    again = render_corpus(["timgm6mb"], tmp_path / "c", **options)
+    assert first["rendered_notes"] > 0 and again["rendered_notes"] == 0

@@ -56,7 +56,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, NotADirectoryError, ImportError, ValueError) as error:
         parser.exit(1, f"{parser.prog} {args.command}: error: {error}\n")
 
 

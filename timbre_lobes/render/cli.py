@@ -8,6 +8,7 @@ NSynth-format corpus with :func:`timbre_lobes.render.runner.render_corpus`; an
 interrupted render is resumed by running the same command again.
 """
 
+import importlib.util
 import os
 import shutil
 
@@ -41,7 +42,9 @@ def add_render_parser(subparsers):
         description="Renders the presets of sound sources (SoundFonts, Gravis patches, STK models, DX7 voices) into "
         "a corpus in NSynth's json/wav layout. Each melodic preset is one instrument, unless it is silent or a "
         "near-copy of an earlier one; notes are 4 s, 16 kHz mono 16-bit, the key held 3 s; splits are "
-        "instrument-disjoint. An interrupted render is resumed by running the same command again.",
+        "instrument-disjoint. An interrupted render is resumed by running the same command again. "
+        "The defaults render every pitch at five velocities (many GB for all sources); the default corpus of "
+        "the recipes is `--pitch-step 12 --stagger-pitches --velocities 50 100` of the default sources.",
     )
     parser.add_argument(
         "--source",
@@ -151,6 +154,8 @@ def list_sources():
     for info in CATALOG.values():
         program = {"timidity": "timidity", "stk": "stk-demo"}.get(info.kind)
         found = (not info.path or os.path.exists(info.path)) and (program is None or shutil.which(program))
+        if info.kind == "dx7":
+            found = found and importlib.util.find_spec("dexed") is not None
         installed = "yes" if found else "no"
         kind = "recordings" if info.recorded else "synthesis"
         lines.append(f"{info.name:12} {installed:9} {info.group:12} {kind:11} {info.packages:28} {info.licence}")

@@ -24,6 +24,7 @@ Nothing here renders audio; ``timbre_lobes.render.runner.render_corpus`` does.
 
 import os
 import random
+import warnings
 
 from timbre_lobes.data.nsynth_labels import SPLITS, family_index, instrument_str, source_index
 from timbre_lobes.render.catalog import check_installed, open_source, source_info
@@ -272,6 +273,17 @@ def plan_corpus(
                 )
         programs = set(programs)
 
+    without_programs = [info.name for info in infos if info.kind not in ("soundfont", "timidity")]
+    if programs is not None and without_programs:
+        if len(without_programs) == len(infos):
+            raise ValueError(
+                f"{', '.join(without_programs)} have no General MIDI programs: --programs selects none of their "
+                "presets (leave --programs out to render them all)"
+            )
+        warnings.warn(
+            f"{', '.join(without_programs)} have no General MIDI programs: --programs leaves none of their presets",
+            stacklevel=2,
+        )
     candidates, found = [], {}
     for spec, info in zip(specs, infos):
         with open_source(spec, synthetic=not info.recorded) as source:
@@ -363,11 +375,20 @@ def plan_corpus(
         raise ValueError(
             f"no melodic presets to render{chosen} in {', '.join(names)} ({summary}; drum kits are never rendered)"
         )
+    # A source named in leave_out holds out its whole group: a copy in another source of
+    # the group (MuseScore_General of FluidR3_GM) must not stay in training.
+    held_groups = {i["source_group"] for i in instruments if _matching(i["source_spec"], leave_out)}
+    held_out = [i["source_group"] in held_groups for i in instruments]
+    if held_out and all(held_out):
+        raise ValueError(
+            f"leaving out {sorted(leave_out)} (source groups {sorted(held_groups)}) holds out every instrument: "
+            "nothing is left to train on"
+        )
     splits = assign_splits(
         [i["instrument_family_str"] for i in instruments],
         seed=seed,
         fractions=fractions,
-        held_out=[_matching(i["source_spec"], leave_out) for i in instruments],
+        held_out=held_out,
     )
     for instrument, split in zip(instruments, splits):
         instrument["split"] = split

@@ -442,12 +442,16 @@ def render_corpus(
     sources = [
         os.path.abspath(s) if os.path.sep in os.fspath(s) or os.path.exists(s) else os.fspath(s) for s in sources
     ]
-    for spec in sources:
+    for index, spec in enumerate(sources):
         if os.path.sep in spec:
-            source_info(spec)  # a path that names no known kind of source is refused before anything is made
+            info = source_info(spec)  # a path that names no known kind of source is refused before anything is made
             if not os.path.isfile(spec):
                 raise FileNotFoundError(f"sound source not found: {spec}")
+            if CATALOG.get(info.name) == info:
+                sources[index] = info.name  # a catalogue file given by its path is that source
     out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise NotADirectoryError(f"--out {out_dir} is a file, not a folder")
     survey = Survey(pitches, max(velocities), silence_dbfs, gain, workers=workers, progress=progress)
     survey_cache = os.path.join(out_dir, STATE_DIR, "survey.npz")
     survey.load(survey_cache)
