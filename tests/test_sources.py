@@ -189,3 +189,26 @@ def test_a_file_as_output_folder_and_a_catalogue_file_by_path(tmp_path, capsys):
     first = render_corpus([CATALOG["timgm6mb"].path], tmp_path / "c", **options)
     again = render_corpus(["timgm6mb"], tmp_path / "c", **options)
     assert first["rendered_notes"] > 0 and again["rendered_notes"] == 0
+    # Other options are refused before the survey renders anything.
+    from timbre_lobes.render import runner
+
+    def no_survey(*args, **kwargs):
+        raise AssertionError("surveyed before the options were checked")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "Survey", no_survey)
+        with pytest.raises(ValueError, match="other options.*velocities"):
+            render_corpus(["timgm6mb"], tmp_path / "c", **dict(options, velocities=[50]))
+
+
+def test_an_interrupted_render_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    from timbre_lobes.render import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "render_corpus", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["render", "--out", str(tmp_path / "c"), "--source", "stk"])
+    assert exit_info.value.code == 130
+    assert "interrupted; run the same command again to resume" in capsys.readouterr().err

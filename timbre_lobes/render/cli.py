@@ -11,6 +11,7 @@ interrupted render is resumed by running the same command again.
 import importlib.util
 import os
 import shutil
+import sys
 
 from timbre_lobes.render.catalog import CATALOG, DEFAULT_SOURCES
 from timbre_lobes.render.independence import COPY_THRESHOLD_DB
@@ -168,19 +169,23 @@ def _render_command(args):
         return
     if not args.out:
         raise SystemExit("render: --out DIR is required (or --list-sources)")
-    render_corpus(
-        args.sources or default_sources(),
-        args.out,
-        programs=args.programs,
-        pitch_step=args.pitch_step,
-        stagger_pitches=args.stagger_pitches,
-        velocities=args.velocities,
-        pitch_range=tuple(args.pitch_range),
-        seed=args.seed,
-        fractions=tuple(args.fractions),
-        workers=args.workers,
-        leave_out=args.leave_out,
-        synthetic_soundfonts=args.synthetic or SYNTHETIC_SOUNDFONTS,
-        gain=args.gain,
-        copy_threshold_db=args.copy_threshold_db,
-    )
+    try:
+        render_corpus(
+            args.sources or default_sources(),
+            args.out,
+            programs=args.programs,
+            pitch_step=args.pitch_step,
+            stagger_pitches=args.stagger_pitches,
+            velocities=args.velocities,
+            pitch_range=tuple(args.pitch_range),
+            seed=args.seed,
+            fractions=tuple(args.fractions),
+            workers=args.workers,
+            leave_out=args.leave_out,
+            synthetic_soundfonts=args.synthetic or SYNTHETIC_SOUNDFONTS,
+            gain=args.gain,
+            copy_threshold_db=args.copy_threshold_db,
+        )
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\nrender: interrupted; run the same command again to resume into {args.out}\n")
+        raise SystemExit(130) from None

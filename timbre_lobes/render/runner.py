@@ -338,7 +338,8 @@ def _run_chunk(function, chunk):
     return [function(job) for job in chunk]
 
 
-def _check_options(out_dir, options):
+def _check_options(out_dir, options, write=True):
+    """Refuses other options than those ``out_dir`` was rendered with; records them (``write``) if new."""
     path = os.path.join(out_dir, STATE_DIR, "options.json")
     if os.path.isfile(path):
         previous = _read_json(path)
@@ -349,7 +350,7 @@ def _check_options(out_dir, options):
                 f"(different {', '.join(changed)}); render into a new folder or "
                 "delete it"
             )
-    else:
+    elif write:
         write_json(path, options)
 
 
@@ -452,6 +453,22 @@ def render_corpus(
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise NotADirectoryError(f"--out {out_dir} is a file, not a folder")
+    options = {
+        "sources": sources,
+        "programs": sorted(programs) if programs is not None else None,
+        "pitches": pitches,
+        "stagger_pitches": bool(stagger_pitches),
+        "velocities": sorted(velocities),
+        "seed": seed,
+        "fractions": list(fractions),
+        "leave_out": sorted(leave_out or ()),
+        "synthetic_soundfonts": sorted(synthetic_soundfonts),
+        "gain": gain,
+        "silence_dbfs": silence_dbfs,
+        "copy_threshold_db": copy_threshold_db,
+        "sample_rate": SAMPLE_RATE,
+    }
+    _check_options(out_dir, options, write=False)  # before the survey: a refused rerun costs nothing
     survey = Survey(pitches, max(velocities), silence_dbfs, gain, workers=workers, progress=progress)
     survey_cache = os.path.join(out_dir, STATE_DIR, "survey.npz")
     survey.load(survey_cache)
@@ -471,24 +488,7 @@ def render_corpus(
     survey.save(survey_cache)
     for split in SPLITS:
         os.makedirs(os.path.join(_split_dir(out_dir, split), "audio"), exist_ok=True)
-    _check_options(
-        out_dir,
-        {
-            "sources": sources,
-            "programs": sorted(programs) if programs is not None else None,
-            "pitches": pitches,
-            "stagger_pitches": bool(stagger_pitches),
-            "velocities": sorted(velocities),
-            "seed": seed,
-            "fractions": list(fractions),
-            "leave_out": sorted(leave_out or ()),
-            "synthetic_soundfonts": sorted(synthetic_soundfonts),
-            "gain": gain,
-            "silence_dbfs": silence_dbfs,
-            "copy_threshold_db": copy_threshold_db,
-            "sample_rate": SAMPLE_RATE,
-        },
-    )
+    _check_options(out_dir, options)
     write_json(os.path.join(out_dir, "dropped_presets.json"), dropped)
     write_json(
         os.path.join(out_dir, "instruments.json"),
