@@ -156,6 +156,14 @@ def test_an_unknown_or_missing_source_is_a_clear_error(tmp_path, capsys):
         main(["render", "--out", str(out), "--source", "nosuch"])
     assert exit_info.value.code != 0 and "nosuch" in capsys.readouterr().err
     assert not out.exists()
+    for option, value, message in (
+        ("--gain", "-3", "must be a positive number"),
+        ("--workers", "0", "must be a positive integer"),
+        ("--copy-threshold-db", "-1", "must be 0 or more"),
+    ):
+        with pytest.raises(SystemExit):
+            main(["render", "--out", str(out), option, value])
+        assert message in capsys.readouterr().err and not out.exists()
 
 
 def test_leaving_out_one_source_holds_out_its_group():

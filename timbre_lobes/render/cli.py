@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 
+from timbre_lobes.argtypes import non_negative_float, positive_float, positive_int
 from timbre_lobes.render.catalog import CATALOG, DEFAULT_SOURCES
 from timbre_lobes.render.independence import COPY_THRESHOLD_DB
 from timbre_lobes.render.plan import (
@@ -120,7 +121,7 @@ def add_render_parser(subparsers):
     )
     parser.add_argument(
         "--copy-threshold-db",
-        type=float,
+        type=non_negative_float,
         default=COPY_THRESHOLD_DB,
         metavar="DB",
         help="a preset whose spectral fingerprint lies within this distance of an earlier one is a copy and is "
@@ -136,13 +137,13 @@ def add_render_parser(subparsers):
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=None,
         help="parallel processes (default: the CPU cores available)",
     )
     parser.add_argument(
         "--gain",
-        type=float,
+        type=positive_float,
         default=DEFAULT_GAIN,
         help="FluidSynth master gain (default: %(default)s)",
     )

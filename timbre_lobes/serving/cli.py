@@ -13,7 +13,6 @@ Unusable files are skipped and listed at the end, the others still processed,
 and the exit status is then 1.
 """
 
-import argparse
 import csv
 import hashlib
 import json
@@ -22,6 +21,7 @@ import sys
 
 import numpy as np
 
+from timbre_lobes.argtypes import positive_float, positive_int  # noqa: F401  (re-exported)
 from timbre_lobes.atomic import atomic_open
 
 #: Where ``make demo`` (DEMO_OUT = results/demo) exports its model.
@@ -59,28 +59,6 @@ def load_model(args):
     if getattr(args, "long_audio", None) is not None:
         model.long_audio = args.long_audio
     return model
-
-
-def positive_int(text):
-    """argparse type: an integer of at least 1 (else argparse's one-line usage error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def positive_float(text):
-    """argparse type: a number above 0 (else argparse's one-line usage error)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def add_model_folder_arguments(parser):
