@@ -1,5 +1,5 @@
 # timbre-lobes: set-up, tests and the CPU demo.
-#   make demo   install what is missing, render the SoundFont corpus, train and evaluate transMel on the CPU,
+#   make demo   install what is missing, render the default corpus, train and evaluate transMel on the CPU,
 #               then score it on the real recordings in ../shared/data
 #   make test   install what is missing, check style (ruff) and run the test suite
 PYTHON ?= python3

@@ -15,7 +15,7 @@ by :mod:`budget`, which ``make demo`` reads too).
 
 Scenarios (each result in ``<output>/<scenario>/<system>/``):
 
-* ``rendered``: the SoundFont corpus (``--corpus``, the default corpus unless
+* ``rendered``: the rendered corpus (``--corpus``, the default corpus unless
   given; rendered first if missing); test = its test instruments.
 * ``leave_one_source_out``: a corpus whose test split is every instrument of one
   source group (``leave_out_source`` in the config, or ``--leave_out``: a group

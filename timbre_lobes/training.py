@@ -390,7 +390,7 @@ def resolve_data_folder(hparams):
     from timbre_lobes.render import ensure_default_corpus
 
     folder = hparams["default_corpus_folder"]
-    print(f"No --data_folder given: using the SoundFont corpus in {folder} (rendering it if needed).")
+    print(f"No --data_folder given: using the rendered corpus in {folder} (rendering it if needed).")
     run_on_main(ensure_default_corpus, args=[folder])
     return folder
 
