@@ -159,7 +159,7 @@ def test_an_unknown_or_missing_source_is_a_clear_error(tmp_path, capsys):
     for option, value, message in (
         ("--gain", "-3", "must be a positive number"),
         ("--workers", "0", "must be a positive integer"),
-        ("--copy-threshold-db", "-1", "must be 0 or more"),
+        ("--copy-threshold-db", "-1", "must be a number of 0 or more"),
     ):
         with pytest.raises(SystemExit):
             main(["render", "--out", str(out), option, value])

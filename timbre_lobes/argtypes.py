@@ -3,34 +3,24 @@
 import argparse
 
 
-def positive_int(text):
-    """argparse type: an integer of at least 1 (else argparse's one-line usage error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _checked(convert, accept, what):
+    """An argparse type: ``convert(text)``, refused unless ``accept(value)``, ``what`` naming the rule."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    return parse
 
 
-def positive_float(text):
-    """argparse type: a number above 0 (else argparse's one-line usage error)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def non_negative_float(text):
-    """argparse type: a number of at least 0 (else argparse's one-line usage error)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+#: An integer of at least 1.
+positive_int = _checked(int, lambda value: value >= 1, "a positive integer")
+#: A number above 0.
+positive_float = _checked(float, lambda value: value > 0, "a positive number")
+#: A number of at least 0.
+non_negative_float = _checked(float, lambda value: value >= 0, "a number of 0 or more")
