@@ -220,3 +220,20 @@ def test_an_interrupted_render_says_how_to_resume(tmp_path, monkeypatch, capsys)
         main(["render", "--out", str(tmp_path / "c"), "--source", "stk"])
     assert exit_info.value.code == 130
     assert "interrupted; run the same command again to resume" in capsys.readouterr().err
+
+
+def test_a_missing_player_or_module_is_named_with_its_package(monkeypatch):
+    """No stk-demo, no timidity, no dexed: --list-sources says 'no' and opening says what to install."""
+    from timbre_lobes.render import catalog
+    from timbre_lobes.render.cli import list_sources
+
+    monkeypatch.setattr(catalog.shutil, "which", lambda program: None)
+    monkeypatch.setattr(catalog.importlib.util, "find_spec", lambda module: None)
+    assert "apt-get install stk" in catalog.missing(CATALOG["stk"])
+    assert "apt-get install timidity" in catalog.missing(CATALOG["freepats"])
+    assert "pip install dexed-py" in catalog.missing(CATALOG["dx7"])
+    assert catalog.missing(CATALOG["timgm6mb"]) is None
+    installed = {line.split()[0]: line.split()[1] for line in list_sources().splitlines()[1:]}
+    assert [name for name, flag in installed.items() if flag == "no"] == ["freepats", "stk", "dx7"]
+    with pytest.raises(FileNotFoundError, match="pip install dexed-py"):
+        plan_corpus(["dx7"])

@@ -25,7 +25,9 @@ provenance; :mod:`timbre_lobes.render.independence` measures the rest (Airfont
 320 reuses many TimGM6mb samples; such presets are dropped as copies).
 """
 
+import importlib.util
 import os
+import shutil
 from dataclasses import dataclass
 
 from timbre_lobes.render.sources import DEFAULT_GAIN, SoundFontSynth
@@ -195,12 +197,32 @@ def source_info(spec, synthetic=False):
     return SourceInfo(stem, kinds[ext.lower()], path, "", None, stem, not synthetic, f"{stem}{ext}")
 
 
-def check_installed(info):
-    """Raises ``FileNotFoundError`` naming the package when a source's sounds are missing."""
+#: The program each kind of source runs, and the Debian package that installs it.
+PROGRAMS = {"timidity": ("timidity", "timidity"), "stk": ("stk-demo", "stk")}
+#: The Python module each kind of source imports, and the PyPI package that installs it.
+MODULES = {"dx7": ("dexed", "dexed-py")}
+
+
+def missing(info):
+    """What of a source is not installed (a one-line message naming the package), or None."""
     if info.path and not os.path.exists(info.path):
         install = " ".join(p for p in info.packages.split() if not p.startswith("pip:"))
         hint = f"; install it with `apt-get install {install}`" if install else ""
-        raise FileNotFoundError(f"sound source {info.name}: {info.path} not found{hint}")
+        return f"sound source {info.name}: {info.path} not found{hint}"
+    if info.kind in PROGRAMS and shutil.which(PROGRAMS[info.kind][0]) is None:
+        program, package = PROGRAMS[info.kind]
+        return f"sound source {info.name}: {program} not found; install it with `apt-get install {package}`"
+    if info.kind in MODULES and importlib.util.find_spec(MODULES[info.kind][0]) is None:
+        module, package = MODULES[info.kind]
+        return f"sound source {info.name}: Python module {module} not found; install it with `pip install {package}`"
+    return None
+
+
+def check_installed(info):
+    """Raises ``FileNotFoundError`` naming the package when a source's sounds or player are missing."""
+    problem = missing(info)
+    if problem:
+        raise FileNotFoundError(problem)
 
 
 def open_source(spec, gain=DEFAULT_GAIN, synthetic=False):

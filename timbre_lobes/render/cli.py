@@ -8,13 +8,10 @@ NSynth-format corpus with :func:`timbre_lobes.render.runner.render_corpus`; an
 interrupted render is resumed by running the same command again.
 """
 
-import importlib.util
-import os
-import shutil
 import sys
 
 from timbre_lobes.argtypes import non_negative_float, positive_float, positive_int
-from timbre_lobes.render.catalog import CATALOG, DEFAULT_SOURCES
+from timbre_lobes.render.catalog import CATALOG, DEFAULT_SOURCES, missing
 from timbre_lobes.render.independence import COPY_THRESHOLD_DB
 from timbre_lobes.render.plan import (
     DEFAULT_FRACTIONS,
@@ -154,11 +151,7 @@ def list_sources():
     """The catalogue as a table: name, whether installed, group, recorded or synthesized, licence, packages."""
     lines = [f"{'name':12} {'installed':9} {'group':12} {'kind':11} {'packages':28} licence"]
     for info in CATALOG.values():
-        program = {"timidity": "timidity", "stk": "stk-demo"}.get(info.kind)
-        found = (not info.path or os.path.exists(info.path)) and (program is None or shutil.which(program))
-        if info.kind == "dx7":
-            found = found and importlib.util.find_spec("dexed") is not None
-        installed = "yes" if found else "no"
+        installed = "no" if missing(info) else "yes"
         kind = "recordings" if info.recorded else "synthesis"
         lines.append(f"{info.name:12} {installed:9} {info.group:12} {kind:11} {info.packages:28} {info.licence}")
     return "\n".join(lines)

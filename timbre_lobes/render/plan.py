@@ -68,6 +68,9 @@ def pitch_grid(lowest=LOWEST_PITCH, highest=HIGHEST_PITCH, step=1, offset=0):
     return pitches
 
 
+#: Kinds of sources whose presets are General MIDI (bank, program) pairs.
+GM_KINDS = ("soundfont", "timidity")
+
 #: Semitones between the grids of consecutive instruments when pitches are
 #: staggered: a fifth, so that with a 12-semitone step twelve consecutive
 #: instruments cover the twelve pitch classes.
@@ -273,7 +276,7 @@ def plan_corpus(
                 )
         programs = set(programs)
 
-    without_programs = [info.name for info in infos if info.kind not in ("soundfont", "timidity")]
+    without_programs = [info.name for info in infos if info.kind not in GM_KINDS]
     if programs is not None and without_programs:
         if len(without_programs) == len(infos):
             raise ValueError(
@@ -293,7 +296,7 @@ def plan_corpus(
             for *preset, preset_name in presets:
                 label = source.classify(*preset, preset_name)
                 without_family += label is None
-                program = preset[1] if info.kind in ("soundfont", "timidity") else None
+                program = preset[1] if info.kind in GM_KINDS else None
                 if label is None or (programs is not None and program not in programs):
                     continue
                 family, nsynth_source, rule = label
