@@ -55,7 +55,9 @@ folder made with other overrides is refused rather than mixed.
 
 import argparse
 import json
+import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -88,6 +90,7 @@ DEFAULT_PROFILE = {"steps": 5, "warmup": 2, "embed_repeats": 3, "timeout": 1800}
 PROTOCOL_KEYS = ("enrol_notes", "enrolments_per_instrument", "targets_per_note", "nontargets_per_note", "trial_seed")
 SPEC_FILE = "benchmark_spec.json"
 LEAVE_OUT_FILE = "leave_one_source_out.json"
+SUBSET_FILE = "instrument_subset.json"
 
 
 class BenchmarkError(RuntimeError):
@@ -95,6 +98,11 @@ class BenchmarkError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- overrides
+
+
+def protocol_of(values):
+    """The verification protocol of train.py overrides ``{key: value}`` (the defaults where not overridden)."""
+    return {k: int(values[k]) if k in values else DEFAULT_PROTOCOL[k] for k in PROTOCOL_KEYS}
 
 
 def override_values(overrides):
@@ -139,8 +147,8 @@ def _read_json(path):
 
 
 def _group(meta):
-    """A note's source group: ``source_group``, or for older corpora its ``soundfont`` file name."""
-    return meta.get("source_group") or meta["soundfont"]
+    """A note's source group: ``source_group``, or for older corpora its ``soundfont`` file name (or None)."""
+    return meta.get("source_group") or meta.get("soundfont")
 
 
 def _source_names(meta):
@@ -161,13 +169,8 @@ def build_leave_one_source_out(corpus, out_dir, source, seed=DEFAULT_SEED, fract
     source of that group cannot leak into training; the others are split into
     ``train`` and ``valid`` per family by :func:`timbre_lobes.render.assign_splits`,
     in instrument-number order, which is how ``render_corpus(...,
-    leave_out=[source])`` would split them. Each split gets an
-    ``examples.json`` (the notes' metadata unchanged, plus ``corpus_split``, the
-    split the note had in ``corpus``) and an ``audio/`` folder of symbolic links
-    to the corpus's wavs (absolute paths; notes whose wav is missing are left
-    out). The folder is built beside ``out_dir`` and swapped into place
-    (:func:`timbre_lobes.atomic.replaced_folder`); an existing, complete one made
-    from the same inputs is reused, an unfinished one (no marker) is replaced.
+    leave_out=[source])`` would split them. Written by :func:`build_corpus_view`
+    (symbolic links to the corpus's wavs, reused when complete).
 
     Arguments
     ---------
@@ -193,16 +196,133 @@ def build_leave_one_source_out(corpus, out_dir, source, seed=DEFAULT_SEED, fract
         Notes that say neither their source group nor their SoundFont, an
         unknown source, or one that holds every instrument.
     """
+
+    def assign(notes, instruments):
+        for note_id, (split, meta) in notes.items():
+            if not (meta.get("source_group") or meta.get("soundfont")):
+                raise ValueError(
+                    f"{corpus}/nsynth-{split}: note {note_id} has no 'source_group' (or 'soundfont') field; only "
+                    "corpora rendered by `python -m timbre_lobes render` say which source a note comes from"
+                )
+        groups = {_group(m) for m in instruments.values() if source in _source_names(m)}
+        if not groups:
+            available = sorted({_group(m) for m in instruments.values()})
+            raise ValueError(f"no instrument of source {source!r} in {corpus}; its source groups are {available}")
+        order = sorted(instruments, key=lambda name: (int(instruments[name].get("instrument", 0)), name))
+        held_out = [_group(instruments[name]) in groups for name in order]
+        if all(held_out):
+            raise ValueError(
+                f"every instrument of {corpus} comes from {source}'s source group {sorted(groups)}: "
+                "nothing is left to train on"
+            )
+        families = [instruments[name]["instrument_family_str"] for name in order]
+        split_of = dict(zip(order, assign_splits(families, seed=seed, fractions=fractions, held_out=held_out)))
+        return split_of, {"source": source, "groups": sorted(groups)}
+
+    options = {"source": source, "seed": seed, "fractions": list(fractions)}
+    return build_corpus_view(corpus, out_dir, LEAVE_OUT_FILE, options, assign)
+
+
+def build_instrument_subset(corpus, out_dir, fraction, seed=DEFAULT_SEED):
+    """A corpus that trains on a share of the training instruments, without rendering.
+
+    The same valid and test splits as ``corpus``; of its training instruments,
+    ``ceil(fraction * n)`` of each family's ``n`` (at least one), drawn in one
+    seeded random order per family, so a smaller fraction's instruments are a
+    subset of a larger one's (nested draws, as a learning curve needs). Built by
+    :func:`build_corpus_view` (symbolic links, a marker, reused when complete).
+
+    Arguments
+    ---------
+    corpus : str
+        An NSynth-format corpus (``nsynth-{train,valid,test}/``).
+    out_dir : str
+        The new corpus folder.
+    fraction : float
+        Share of each family's training instruments kept, in (0, 1].
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    dict
+        Per split, instruments, notes and source groups; the fraction and seed.
+
+    Raises
+    ------
+    ValueError
+        A fraction outside (0, 1].
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], not {fraction}")
+
+    def assign(notes, instruments):
+        train = sorted({m["instrument_str"] for split, m in notes.values() if split == "train"})
+        by_family = {}
+        for name in train:
+            by_family.setdefault(instruments[name]["instrument_family_str"], []).append(name)
+        rng = random.Random(seed)
+        kept = set()
+        for family in sorted(by_family):
+            names = by_family[family]
+            rng.shuffle(names)
+            kept.update(names[: max(1, math.ceil(fraction * len(names) - 1e-9))])
+        split_of = {}
+        for split, meta in notes.values():
+            name = meta["instrument_str"]
+            split_of[name] = split if split != "train" or name in kept else None
+        return split_of, {"fraction": fraction, "seed": seed, "corpus_train_instruments": len(train)}
+
+    return build_corpus_view(corpus, out_dir, SUBSET_FILE, {"fraction": fraction, "seed": seed}, assign)
+
+
+def build_corpus_view(corpus, out_dir, marker_name, options, assign):
+    """Writes a corpus that re-assigns ``corpus``'s instruments to splits, as links to its wavs.
+
+    The shared machinery of :func:`build_leave_one_source_out` and
+    :func:`build_instrument_subset`: each split gets an ``examples.json`` (the
+    notes' metadata unchanged, plus ``corpus_split``, the split the note had in
+    ``corpus``) and an ``audio/`` folder of symbolic links to the corpus's wavs
+    (absolute paths; notes whose wav is missing are left out). The folder is built
+    beside ``out_dir`` and swapped into place
+    (:func:`timbre_lobes.atomic.replaced_folder`); an existing, complete one made
+    from the same inputs (``options`` and the corpus's examples files, recorded in
+    the marker file ``marker_name``) is reused, an unfinished one (no marker) is
+    replaced.
+
+    Arguments
+    ---------
+    corpus : str
+        An NSynth-format corpus.
+    out_dir : str
+        The new corpus folder.
+    marker_name : str
+        File name of the marker written last.
+    options : dict
+        What besides the corpus decides the assignment (JSON-serialisable).
+    assign : callable
+        ``assign(notes, instruments) -> (split_of, summary)``: ``notes`` maps a note
+        id to ``(corpus split, metadata)``, ``instruments`` an instrument name to
+        one note's metadata; ``split_of`` maps every instrument to its new split, or
+        ``None`` to leave it out; ``summary`` is merged into the returned summary.
+
+    Returns
+    -------
+    dict
+        ``corpus``, ``splits`` (per split: instruments, notes, source groups) and
+        ``assign``'s summary.
+
+    Raises
+    ------
+    ValueError
+        What ``assign`` raises.
+    BenchmarkError
+        ``out_dir`` holds a view made from other inputs.
+    """
     corpus = os.path.abspath(corpus)
     sources = {split: os.path.join(corpus, f"nsynth-{split}", "examples.json") for split in SPLITS}
-    options = {
-        "corpus": corpus,
-        "source": source,
-        "seed": seed,
-        "fractions": list(fractions),
-        "inputs": {s: manifest.file_signature(p) for s, p in sources.items()},
-    }
-    marker = os.path.join(out_dir, LEAVE_OUT_FILE)
+    options = dict(options, corpus=corpus, inputs={s: manifest.file_signature(p) for s, p in sources.items()})
+    marker = os.path.join(out_dir, marker_name)
     if os.path.isfile(marker):
         with open(marker) as handle:
             done = json.load(handle)
@@ -215,50 +335,33 @@ def build_leave_one_source_out(corpus, out_dir, source, seed=DEFAULT_SEED, fract
     notes = {}  # note id -> (corpus split, metadata)
     for split, path in sources.items():
         for note_id, meta in _read_json(path).items():
-            if not (meta.get("source_group") or meta.get("soundfont")):
-                raise ValueError(
-                    f"{path}: note {note_id} has no 'source_group' (or 'soundfont') field; only corpora rendered "
-                    "by `python -m timbre_lobes render` say which source a note comes from"
-                )
             notes[note_id] = (split, meta)
     instruments = {}
     for _split, meta in notes.values():
         instruments.setdefault(meta["instrument_str"], meta)
-    groups = {_group(m) for m in instruments.values() if source in _source_names(m)}
-    if not groups:
-        available = sorted({_group(m) for m in instruments.values()})
-        raise ValueError(f"no instrument of source {source!r} in {corpus}; its source groups are {available}")
-    order = sorted(instruments, key=lambda name: (int(instruments[name].get("instrument", 0)), name))
-    held_out = [_group(instruments[name]) in groups for name in order]
-    if all(held_out):
-        raise ValueError(
-            f"every instrument of {corpus} comes from {source}'s source group {sorted(groups)}: "
-            "nothing is left to train on"
-        )
-    families = [instruments[name]["instrument_family_str"] for name in order]
-    split_of = dict(zip(order, assign_splits(families, seed=seed, fractions=fractions, held_out=held_out)))
+    split_of, extra = assign(notes, instruments)
 
     with replaced_folder(out_dir) as tmp:  # an unfinished build (no marker) is replaced
         examples = {split: {} for split in SPLITS}
         for note_id in sorted(notes):
             old_split, meta = notes[note_id]
-            wav = os.path.realpath(os.path.join(corpus, f"nsynth-{old_split}", "audio", f"{note_id}.wav"))
-            if not os.path.isfile(wav):
-                continue
             split = split_of[meta["instrument_str"]]
+            wav = os.path.realpath(os.path.join(corpus, f"nsynth-{old_split}", "audio", f"{note_id}.wav"))
+            if split is None or not os.path.isfile(wav):
+                continue
             examples[split][note_id] = dict(meta, corpus_split=old_split)
             audio = os.path.join(tmp, f"nsynth-{split}", "audio")
             os.makedirs(audio, exist_ok=True)
             os.symlink(wav, os.path.join(audio, f"{note_id}.wav"))
-        summary = {"source": source, "groups": sorted(groups), "corpus": corpus, "splits": {}}
+        summary = dict(extra, corpus=corpus, splits={})
         for split in SPLITS:
             write_json(os.path.join(tmp, f"nsynth-{split}", "examples.json"), examples[split])
             summary["splits"][split] = {
                 "instruments": len({m["instrument_str"] for m in examples[split].values()}),
                 "notes": len(examples[split]),
-                "groups": sorted({_group(m) for m in examples[split].values()}),
+                "groups": sorted({_group(m) for m in examples[split].values()} - {None}),
             }
-        write_json(os.path.join(tmp, LEAVE_OUT_FILE), {"options": options, "summary": summary})
+        write_json(os.path.join(tmp, marker_name), {"options": options, "summary": summary})
     return summary
 
 
@@ -605,7 +708,7 @@ def main(argv):
     overrides = {s: merge_overrides(config["common"], config["systems"][s], extra) for s in systems}
     run_opts, common_values = override_values(merge_overrides(config["common"], extra))
     device = run_opts.get("device", "cpu")
-    protocol = {k: int(common_values[k]) if k in common_values else DEFAULT_PROTOCOL[k] for k in PROTOCOL_KEYS}
+    protocol = protocol_of(common_values)
 
     corpus = os.path.abspath(args.corpus)
     if not os.path.isfile(os.path.join(corpus, "nsynth-train", "examples.json")):

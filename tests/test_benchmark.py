@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -480,3 +481,62 @@ def test_budget_doctests():
     import budget
 
     assert doctest.testmod(budget).failed == 0
+
+
+def test_instrument_subset_corpus_is_nested_and_keeps_valid_test_and_families(tmp_path):
+    from benchmark import build_instrument_subset
+
+    corpus = make_nsynth_corpus(str(tmp_path / "corpus"), instruments_per_split=(16, 4, 4), pitches=(60,), seconds=0.1)
+    kept = {}
+    for fraction in (0.25, 0.5, 0.75, 1.0):
+        out = str(tmp_path / f"subset_{fraction}")
+        summary = build_instrument_subset(corpus, out, fraction, seed=3)
+        train = read_split(out, "train")
+        kept[fraction] = {m["instrument_str"] for m in train.values()}
+        # Four instruments a family: ceil(fraction * 4) of each, every family kept.
+        families = [m["instrument_family_str"] for m in {m["instrument_str"]: m for m in train.values()}.values()]
+        assert sorted(set(families)) == ["bass", "brass", "flute", "guitar"]
+        assert all(families.count(f) == math.ceil(fraction * 4) for f in set(families))
+        assert summary["splits"]["train"]["instruments"] == len(kept[fraction]) == 4 * math.ceil(fraction * 4)
+        for split in ("valid", "test"):
+            assert read_split(out, split).keys() == read_split(corpus, split).keys()
+        for note_id, meta in train.items():
+            link = os.path.join(out, "nsynth-train", "audio", f"{note_id}.wav")
+            assert meta["corpus_split"] == "train" and os.path.islink(link)
+    assert kept[0.25] < kept[0.5] < kept[0.75] < kept[1.0]  # nested draws
+    assert kept[1.0] == {m["instrument_str"] for m in read_split(corpus, "train").values()}
+    assert build_instrument_subset(corpus, str(tmp_path / "subset_0.5"), 0.5, seed=3)["fraction"] == 0.5  # reused
+    with pytest.raises(RuntimeError, match="other inputs"):
+        build_instrument_subset(corpus, str(tmp_path / "subset_0.5"), 0.5, seed=4)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="fraction"):
+            build_instrument_subset(corpus, str(tmp_path / "bad"), bad)
+
+
+def test_instrument_curve_trains_every_point_for_the_same_steps(tiny_corpus, tmp_path, monkeypatch):
+    import instrument_curve
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_CONFIG))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "curve"
+    argv = [f"--config={config}", f"--corpus={tiny_corpus}", f"--output={out}", "--system=melspec"]
+    argv += ["--fractions=0.5", f"--nsynth_real={tmp_path / 'absent'}"]
+    report = instrument_curve.main(argv)
+    full, half = sorted(report["points"], key=lambda p: -p["fraction"])
+    assert [p["fraction"] for p in report["points"]] == [0.5, 1.0]
+    assert full["train_instruments"] == 6 and half["train_instruments"] == 4  # one per family of four
+    crops = report["crops_per_epoch"]
+    assert crops == instrument_curve.training_notes(os.path.join(full["folder"], "melspec"))
+    assert instrument_curve.training_notes(os.path.join(half["folder"], "melspec")) < crops
+
+    def steps(point):
+        ckpts = sorted((Path(point["folder"]) / "melspec" / "save").glob("CKPT*/brain.ckpt"))
+        return yaml.safe_load(ckpts[-1].read_text())["optimizer_step"]
+
+    assert steps(half) == steps(full) == crops // 8  # batch 8, last partial batch dropped
+    for name in ("curve.json", "curve.md", "curve.png"):
+        assert (out / name).is_file()
+    assert "| 4 | 0.5 |" in (out / "curve.md").read_text()
+    with pytest.raises(SystemExit):
+        instrument_curve.parse_args(["--fractions=0,1"])

@@ -278,3 +278,23 @@ def test_reusing_an_output_folder_with_another_closed_set_share_stops_and_says_w
         "closed_set_share 0.2, closed_set_seed 1234 now" in proc.stderr
     )
     assert (out / "save" / "train.csv").read_bytes() == train  # refused before the preparation
+
+
+def test_train_crops_per_epoch_fixes_the_epoch_size_and_covers_every_note():
+    opts = {"batch_size": 4, "shuffle": True, "drop_last": True}
+    assert training.train_loader_options({"train_dataloader_opts": opts, "seed": 1}, range(5)) == opts
+    hparams = {"train_dataloader_opts": opts, "seed": 1, "train_crops_per_epoch": 12}
+    options = training.train_loader_options(hparams, list(range(5)))
+    assert "shuffle" not in options and options["batch_size"] == 4
+    sampler = options["sampler"]
+    first = list(sampler)
+    assert len(first) == 12
+    # Successive shuffles: the first ten crops are every note twice, the rest a third pass.
+    assert sorted(first[:10]) == sorted(list(range(5)) * 2) and len(set(first[10:])) == 2
+    sampler.set_epoch(1)
+    assert list(sampler) != first  # a new order each epoch
+    loader = torch.utils.data.DataLoader(list(range(5)), **options)
+    assert len(loader) == 3  # 12 crops in batches of 4
+    for bad in (0, -3, 2.5, True, "12"):
+        with pytest.raises(ValueError, match="train_crops_per_epoch"):
+            training.train_loader_options(dict(hparams, train_crops_per_epoch=bad), list(range(5)))

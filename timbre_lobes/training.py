@@ -6,7 +6,8 @@ A recipe's ``train.py`` glues these to a dataset, as SpeechBrain's speaker recip
     prepare_nsynth(...)                                   # manifests + label files in save_folder
     datasets, labels = training.dataio_prep(hparams, data_folder)
     brain = training.make_brain(hparams, run_opts, labels, data_folder)  # heads sized by the label files
-    brain.fit(...); training.evaluate(brain, datasets, hparams["eval_dataloader_opts"])
+    brain.fit(..., train_loader_kwargs=training.train_loader_options(hparams, datasets["train"]))
+    training.evaluate(brain, datasets, hparams["eval_dataloader_opts"])
     training.finish_run(brain, hparams, labels, data_folder, datasets["valid"])
 
 The manifests (``train.csv``, ``valid.csv``, ``test.csv`` in ``save_folder``, and
@@ -28,6 +29,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.dataio import read_audio
 from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.dataio.sampler import ReproducibleRandomSampler
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from timbre_lobes.checkpoints import RunClock, RunFolderError, RunSignature
@@ -37,7 +39,16 @@ from timbre_lobes.lobes.embed import EMBEDDING_MODULES, embed_unpadded, embed_wa
 from timbre_lobes.scoring import evaluation
 from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL, read_trials
 
-__all__ = ["RunFolderError", "TimbreBrain", "dataio_prep", "evaluate", "finish_run", "load_run", "make_brain"]
+__all__ = [
+    "RunFolderError",
+    "TimbreBrain",
+    "dataio_prep",
+    "evaluate",
+    "finish_run",
+    "load_run",
+    "make_brain",
+    "train_loader_options",
+]
 
 #: Label files in ``save_folder`` (written by the preparation) and in an export.
 INSTRUMENT_LABELS = "instrument_encoder.txt"
@@ -498,6 +509,45 @@ def dataio_prep(hparams, data_root):
     sb.dataio.dataset.set_output_keys(labelled, ["id", "sig", "instrument_encoded", "family_encoded"])
     sb.dataio.dataset.set_output_keys([datasets["valid"], datasets["test"]], ["id", "sig", "family_encoded"])
     return datasets, labels
+
+
+def train_loader_options(hparams, train_set):
+    """The training loader's options: ``train_dataloader_opts``, with a fixed epoch size when asked.
+
+    With ``train_crops_per_epoch`` set (a positive number of crops), an epoch is
+    that many crops whatever the number of training notes: successive random
+    orders of every training note (SpeechBrain's ``ReproducibleRandomSampler``,
+    seeded by ``seed`` and reshuffled each epoch; under DDP SpeechBrain shares it
+    out among the processes). Corpora of different sizes then train for the same
+    number of steps, as ``benchmarks/instrument_curve.py`` needs. ``null`` (the
+    YAMLs' default) keeps one pass over the notes per epoch.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``train_dataloader_opts``, ``seed`` and, optionally, ``train_crops_per_epoch``.
+    train_set : torch.utils.data.Dataset
+        The training notes.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for ``Brain.fit``'s ``train_loader_kwargs``.
+
+    Raises
+    ------
+    ValueError
+        ``train_crops_per_epoch`` that is not a positive whole number.
+    """
+    options = dict(hparams["train_dataloader_opts"])
+    crops = hparams.get("train_crops_per_epoch")
+    if crops is None:
+        return options
+    if isinstance(crops, bool) or not isinstance(crops, int) or crops < 1:
+        raise ValueError(f"train_crops_per_epoch must be a positive whole number of crops or null, not {crops!r}")
+    options.pop("shuffle", None)  # a sampler and shuffle exclude each other
+    options["sampler"] = ReproducibleRandomSampler(train_set, seed=hparams["seed"], num_samples=crops)
+    return options
 
 
 def _has_rows(csv_path):

@@ -48,7 +48,7 @@ def main(argv):
         brain.hparams.epoch_counter,
         datasets["train"],
         datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
+        train_loader_kwargs=training.train_loader_options(hparams, datasets["train"]),
         valid_loader_kwargs=hparams["eval_dataloader_opts"],
     )
     # The closed set (held-out notes of the training instruments), then the test split (unseen instruments).

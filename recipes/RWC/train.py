@@ -62,7 +62,7 @@ def main(argv):
         brain.hparams.epoch_counter,
         datasets["train"],
         datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
+        train_loader_kwargs=training.train_loader_options(hparams, datasets["train"]),
         valid_loader_kwargs=hparams["eval_dataloader_opts"],
     )
     brain.evaluate(datasets["test"], min_key="EER", test_loader_kwargs=hparams["eval_dataloader_opts"])
