@@ -6,7 +6,7 @@ PYTHON ?= python3
 # Sound sources of the rendered corpus (timbre_lobes/render/catalog.py): SoundFonts, Gravis patches with
 # TiMidity++, STK, DX7 voice banks (hexter); chromium tests the interactive map page.
 APT_PACKAGES = libfluidsynth3 libsndfile1 fluid-soundfont-gm timgm6mb-soundfont opl3-soundfont musescore-general-soundfont \
-	minuet-data denemo-data freepats timidity stk hexter chromium
+	minuet-data denemo-data freepats timidity stk faketime hexter chromium
 DEMO_OUT ?= results/demo
 # The CPU-sized transMel of the demo: every size is a YAML key, so this is only overrides, read from
 # the CPU budget (DEMO_BUDGET's common, systems.transMel and demo lists; see benchmarks/budget.py) when

@@ -15,7 +15,7 @@ opl3           OPL-3 FM SoundFont      opl3-soundfont    CC-BY-SA-4.0          o
 generaluser    GeneralUser GS 1.47     minuet-data       GeneralUser GS licence  generaluser
 airfont        Airfont 320 (A320U)     denemo-data       GPL-2                 airfont
 freepats       Freepats Gravis patches freepats, timidity  GPL-2+ with exception  freepats
-stk            STK physical models     stk               STK licence (MIT-like)  stk
+stk            STK physical models     stk, faketime     STK licence (MIT-like)  stk
 dx7            DX7/TX7/FB-01 voices    hexter, dexed-py  GPL-2+ (voice data: Yamaha)  dx7
 =============  ======================  ================  ====================  =========
 
@@ -144,11 +144,11 @@ CATALOG = {
             "stk",
             "stk",
             "",
-            "stk",
+            "stk faketime",
             "STK licence (MIT-like)",
             "stk",
             False,
-            "Synthesis ToolKit physical and FM models (stk-demo)",
+            "Synthesis ToolKit physical and FM models (stk-demo, its clock frozen by faketime)",
         ),
         SourceInfo(
             "dx7",
@@ -197,8 +197,8 @@ def source_info(spec, synthetic=False):
     return SourceInfo(stem, kinds[ext.lower()], path, "", None, stem, not synthetic, f"{stem}{ext}")
 
 
-#: The program each kind of source runs, and the Debian package that installs it.
-PROGRAMS = {"timidity": ("timidity", "timidity"), "stk": ("stk-demo", "stk")}
+#: The programs each kind of source runs, and the Debian package that installs each.
+PROGRAMS = {"timidity": (("timidity", "timidity"),), "stk": (("stk-demo", "stk"), ("faketime", "faketime"))}
 #: The Python module each kind of source imports, and the PyPI package that installs it.
 MODULES = {"dx7": ("dexed", "dexed-py")}
 
@@ -209,9 +209,9 @@ def missing(info):
         install = " ".join(p for p in info.packages.split() if not p.startswith("pip:"))
         hint = f"; install it with `apt-get install {install}`" if install else ""
         return f"sound source {info.name}: {info.path} not found{hint}"
-    if info.kind in PROGRAMS and shutil.which(PROGRAMS[info.kind][0]) is None:
-        program, package = PROGRAMS[info.kind]
-        return f"sound source {info.name}: {program} not found; install it with `apt-get install {package}`"
+    for program, package in PROGRAMS.get(info.kind, ()):
+        if shutil.which(program) is None:
+            return f"sound source {info.name}: {program} not found; install it with `apt-get install {package}`"
     if info.kind in MODULES and importlib.util.find_spec(MODULES[info.kind][0]) is None:
         module, package = MODULES[info.kind]
         return f"sound source {info.name}: Python module {module} not found; install it with `pip install {package}`"

@@ -233,6 +233,10 @@ STK_PRESETS = (
 )
 
 
+#: The clock stk-demo reads (through ``faketime``, frozen): it seeds STK's noise generator.
+STK_CLOCK = "2000-01-01 00:00:00"
+
+
 class StkSynth(SoundSource):
     """STK instruments rendered by ``stk-demo`` from a SKINI score, one process per note.
 
@@ -251,6 +255,7 @@ class StkSynth(SoundSource):
 
     def __init__(self, sample_rate=16000, presets=STK_PRESETS):
         self.stk_demo = _need_program("stk-demo", "stk")
+        self.faketime = _need_program("faketime", "faketime")
         self.sample_rate, self._presets = sample_rate, presets
         self.spec = "stk"
 
@@ -266,12 +271,13 @@ class StkSynth(SoundSource):
     def render_note(self, number, pitch, velocity):
         """Renders one note (``int16``, ``NOTE_SECONDS`` long); ``ValueError`` for an unknown preset.
 
-        Not bit-reproducible for the wind models (Clarinet, BlowHole, Flute, ...): STK's
-        ``Noise`` generator, their breath noise, is seeded from the clock and stk-demo
-        sets no seed, so a note rendered a second later differs sample by sample, and
-        its mean log-mel spectrum by up to 3.8 dB (Saxofony at MIDI 60, measured): near
-        the independence check's 4 dB, so whether two STK wind variants count as copies
-        can change between renders (a corpus is surveyed once and cached).
+        Bit-reproducible: the wind models' (Clarinet, BlowHole, Flute, ...) breath noise
+        comes from STK's ``Noise``, which stk-demo seeds from the clock; run without a
+        fixed clock, a note rendered a second later differs sample by sample and its mean
+        log-mel spectrum by up to 3.8 dB (Saxofony at MIDI 60, measured), near the
+        independence check's 4 dB, so the default corpus changed between renders (996 or
+        997 instruments). stk-demo therefore runs under ``faketime`` with the clock
+        frozen at :data:`STK_CLOCK` (Debian ``faketime``, libfaketime).
         """
         if not 0 <= number < len(self._presets):
             raise ValueError(f"no STK preset {number}")
@@ -282,7 +288,8 @@ class StkSynth(SoundSource):
             skini, wav = os.path.join(folder, "note.ski"), os.path.join(folder, "note.wav")
             with open(skini, "w") as f:
                 f.write("\n".join(score) + "\n")
-            command = [self.stk_demo, instrument, "-s", str(self.sample_rate), "-ow", wav, "-if", skini]
+            command = [self.faketime, STK_CLOCK, self.stk_demo, instrument, "-s", str(self.sample_rate)]
+            command += ["-ow", wav, "-if", skini]
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             audio, rate = _read_mono(wav)
         return to_note(audio, rate)
