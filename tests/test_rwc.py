@@ -459,16 +459,17 @@ def test_pitch_from_a_known_range_and_a_range_that_does_not_fit(rwc_corpus, tmp_
 # ---------------------------------------------------------------------------
 
 standin = _load("standin")
-FLUID, TIMGM, OPL3 = (path for _, path, _ in standin.DEFAULT_SOUNDFONTS[:3])
 
 
 def test_standin_corpus_reads_as_rwc_with_pitches(tmp_path):
     folder = str(tmp_path / "standin")
     categories = [(17, "VC", "cello", 42, 48, 60), (30, "FG", "bassoon", 70, 48, 60)]
     summary = standin.render_standin(
-        folder, soundfonts=[(1, FLUID, "-"), (2, TIMGM, "-")], categories=categories, pitch_step=6, note_seconds=1.0
+        folder, variations=[(1, "fluidr3"), (2, "timgm6mb")], categories=categories, pitch_step=6, note_seconds=1.0
     )
-    assert summary == {"files": 8, "near_copies": []}  # 2 categories x 2 SoundFonts x 2 dynamics
+    assert summary["files"] == 8 and summary["copies"] == {}  # 2 categories x 2 SoundFonts x 2 dynamics
+    assert summary["test_variation"] == {"cello": [2, "timgm6mb"], "bassoon": [2, "timgm6mb"]}
+    assert summary["sources"] == {1: ["fluidr3", "fluidr3"], 2: ["timgm6mb", "timgm6mb"]}
     assert os.path.isfile(os.path.join(folder, "RWC_I_02", "302", "302FGNOP.wav"))
     problems = []
     ranges = rwc.read_pitch_ranges(os.path.join(folder, "pitch_ranges.csv"))
@@ -490,12 +491,20 @@ def test_standin_corpus_reads_as_rwc_with_pitches(tmp_path):
     }
 
 
-def test_near_copy_check_tells_a_copy_from_another_source():
-    from timbre_lobes.render import SoundFontSynth
+def test_near_copy_check_keeps_the_test_variation_and_drops_a_copy():
+    """MuseScore_General's trumpet is FluidR3_GM's (1.6 dB apart; one group); OPL-3 FM's is another instrument."""
+    from timbre_lobes.render import open_source
 
-    with SoundFontSynth(FLUID) as fluid, SoundFontSynth(FLUID) as same, SoundFontSynth(OPL3) as opl3:
-        assert standin.is_near_copy(fluid, same, 42, 36, 76)
-        assert not standin.is_near_copy(fluid, opl3, 42, 36, 76)
+    sources = {1: open_source("fluidr3"), 2: open_source("opl3"), 3: open_source("musescore")}
+    try:
+        kept, copies = standin.independent_variations(sources, 56, 54, 86)
+        assert kept == [2, 3]  # the highest (test) variation is checked first, so FluidR3's trumpet is the copy
+        assert [c[:2] for c in copies] == [[1, 3]] and copies[0][2] < 4.0
+        kept, copies = standin.independent_variations({1: sources[1], 2: sources[2]}, 56, 54, 86)
+        assert (kept, copies) == ([1, 2], [])
+    finally:
+        for source in sources.values():
+            source.close()
 
 
 # ---------------------------------------------------------------------------
@@ -569,3 +578,40 @@ def test_scratch_and_finetune_write_the_f1_table_and_figure(nsynth_export, rwc_c
         assert weights == [(rows_expected, 32)], head  # 32 = TINY's emb_dim
     results = json.loads((out / "transMel" / "finetune" / "results.json").read_text())
     assert results["transfer"] == "finetune" and results["family_labels"] == ["cello", "bassoon", "flute"]
+
+
+def test_transfer_check_says_whether_the_pretrained_model_heard_the_test_variations(tmp_path):
+    _load("transfer")  # compare's sibling imports, as `python recipes/RWC/compare.py` finds them
+    compare = _load("compare")
+    standin_folder = tmp_path / "standin"
+    standin_folder.mkdir()
+    summary = {
+        "test_variation": {"cello": [5, "generaluser"], "harp": [4, "airfont"]},
+        "sources": {"4": ["airfont", "airfont"], "5": ["generaluser", "generaluser"]},
+    }
+    (standin_folder / "standin.json").write_text(json.dumps({"wanted": {}, **summary}))
+
+    def model_trained_on(name, groups):
+        corpus = tmp_path / f"{name}_corpus"
+        for split in ("train", "valid"):
+            (corpus / f"nsynth-{split}").mkdir(parents=True)
+            notes = {f"{g}_{split}": {"source_group": g} for g in groups}
+            (corpus / f"nsynth-{split}" / "examples.json").write_text(json.dumps(notes))
+        model = tmp_path / name
+        model.mkdir()
+        (model / "model_info.json").write_text(json.dumps({"data_folder": str(corpus)}))
+        return str(model)
+
+    demo = model_trained_on("demo", ["fluidr3", "generaluser", "dx7"])
+    loso = model_trained_on("loso", ["fluidr3", "dx7"])
+    lost = tmp_path / "lost"
+    lost.mkdir()
+    (lost / "model_info.json").write_text(json.dumps({"data_folder": str(tmp_path / "gone")}))
+    check = compare.transfer_check([("transMel", demo), ("melspec", loso)], str(standin_folder))
+    assert check["transMel"]["test_variation_groups"] == {"airfont": ["harp"], "generaluser": ["cello"]}
+    assert check["transMel"]["heard_test_groups"] == ["generaluser"]
+    assert check["melspec"]["heard_test_groups"] == [] and "dx7" in check["melspec"]["pretrained_heard_groups"]
+    assert "HEARD in pre-training by transMel" in compare.check_title(check)
+    assert compare.check_title({"melspec": check["melspec"]}).endswith("never heard in pre-training")
+    unknown = compare.transfer_check([("leaf", str(lost))], str(standin_folder))
+    assert unknown["leaf"]["heard_test_groups"] is None and "unknown" in compare.check_title(unknown)

@@ -11,10 +11,16 @@ the pretrained model (read from its run's ``hyperparams.yaml``, beside the expor
 the same overrides (after ``--``), then draws ``<out>/figure2.png``: test-split category micro- and
 macro-F1 per epoch, solid lines from scratch, dashed fine-tuned, one colour per system; and
 ``<out>/test_f1.csv``, every run's rows. ``--plot-only`` redraws from the runs already there.
+
+On the stand-in corpus it also checks whether the transfer is to unheard sounds: the source groups
+of the stand-in's test variations (``standin.json``) against those each pretrained model was
+trained on (the ``nsynth-train`` and ``nsynth-valid`` notes of the corpus its ``model_info.json``
+names), written to ``<out>/transfer_check.json``, printed, and said in the figure's title.
 """
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +28,7 @@ import sys
 from rwc_prepare import check_rwc_folder
 from transfer import F1_FIELDS, read_f1_log, size_overrides
 
-from timbre_lobes.atomic import atomic_open, save_figure
+from timbre_lobes.atomic import atomic_open, save_figure, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -44,6 +50,67 @@ SIZE_KEYS = (
     "head_type",
 )
 TRANSFERS = ("scratch", "finetune")
+DEFAULT_STANDIN = os.path.join(REPO, "corpora", "rwc-standin")
+
+
+def heard_groups(model_folder):
+    """Source groups of the notes an exported NSynth model was trained and validated on, or None if unknown.
+
+    Read from the ``nsynth-train`` and ``nsynth-valid`` ``examples.json`` of the corpus its
+    ``model_info.json`` names (``data_folder``, as given to train.py: relative paths are tried from
+    the working folder, then the repository). Notes without ``source_group`` (or ``soundfont``, for
+    older rendered corpora), such as real NSynth's, count as ``"unnamed"``.
+    """
+    with open(os.path.join(model_folder, "model_info.json")) as handle:
+        folder = json.load(handle).get("data_folder") or ""
+    for root in (folder, os.path.join(REPO, folder)):
+        paths = [os.path.join(root, f"nsynth-{split}", "examples.json") for split in ("train", "valid")]
+        if folder and all(os.path.isfile(p) for p in paths):
+            groups = set()
+            for path in paths:
+                with open(path) as handle:
+                    notes = json.load(handle).values()
+                groups |= {m.get("source_group") or m.get("soundfont") or "unnamed" for m in notes}
+            return groups
+    return None
+
+
+def test_variation_groups(standin_folder):
+    """``{source group: [categories]}`` of the stand-in's test variations (its ``standin.json``)."""
+    with open(os.path.join(standin_folder, "standin.json")) as handle:
+        summary = json.load(handle)
+    groups = {}
+    for category, (variation, _name) in sorted(summary["test_variation"].items()):
+        groups.setdefault(summary["sources"][str(variation)][1], []).append(category)
+    return groups
+
+
+def transfer_check(pairs, standin_folder):
+    """Per system: the stand-in's test-variation groups, those its pretrained model heard, and whether any."""
+    tested = test_variation_groups(standin_folder)
+    check = {}
+    for system, model in pairs:
+        heard = heard_groups(model)
+        check[system] = {
+            "pretrained_model": os.path.abspath(model),
+            "test_variation_groups": tested,
+            "pretrained_heard_groups": None if heard is None else sorted(heard),
+            "heard_test_groups": None if heard is None else sorted(set(tested) & heard),
+        }
+    return check
+
+
+def check_title(check):
+    """One line for the figure: are the stand-in's test variations new to every pretrained model?"""
+    groups = sorted({g for c in check.values() for g in c["test_variation_groups"]})
+    heard = sorted({s for s, c in check.items() if c["heard_test_groups"]})
+    unknown = sorted(s for s, c in check.items() if c["heard_test_groups"] is None)
+    line = f"stand-in; test variations from {', '.join(groups)}: "
+    if heard:
+        return line + f"HEARD in pre-training by {', '.join(heard)} (not a transfer to unseen sounds)"
+    if unknown:
+        return line + f"pre-training data of {', '.join(unknown)} unknown"
+    return line + "never heard in pre-training"
 
 
 def pretrained_sizes(model_folder):
@@ -61,6 +128,14 @@ def pretrained_sizes(model_folder):
     if not os.path.isfile(run_yaml):
         raise FileNotFoundError(f"{run_yaml} is missing: give the pretrained model's sizes as overrides after --")
     return size_overrides(run_yaml, SIZE_KEYS)
+
+
+def standin_folder(extra):
+    """The stand-in corpus train.py uses: ``--standin_folder=`` among the overrides, else the YAML's default."""
+    for arg in extra:
+        if arg.startswith("--standin_folder="):
+            return os.path.join(REPO, arg.split("=", 1)[1])
+    return DEFAULT_STANDIN
 
 
 def run_folder(out, system, transfer):
@@ -160,7 +235,16 @@ def main(argv=None):
         writer = csv.DictWriter(handle, fieldnames=F1_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    plot_figure2(rows, os.path.join(out, "figure2.png"))
+    title = "RWC categories, test split"
+    if not args.data_folder and not args.plot_only:
+        check = transfer_check(pairs, standin_folder(args.extra))
+        write_json(os.path.join(out, "transfer_check.json"), check)
+        title = check_title(check)
+        print(title)
+    elif os.path.isfile(os.path.join(out, "transfer_check.json")):
+        with open(os.path.join(out, "transfer_check.json")) as handle:
+            title = check_title(json.load(handle))
+    plot_figure2(rows, os.path.join(out, "figure2.png"), title=title)
     print(f"Wrote {os.path.join(out, 'figure2.png')} and {os.path.join(out, 'test_f1.csv')}")
 
 

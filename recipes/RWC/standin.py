@@ -1,26 +1,32 @@
 #!/usr/bin/env python3
-"""An RWC-style stand-in corpus rendered from SoundFonts, for when RWC is not at hand.
+"""An RWC-style stand-in corpus rendered from General MIDI sound banks, for when RWC is not at hand.
 
-    python recipes/RWC/standin.py corpora/rwc-standin [--pitch-step 4] [--soundfont PATH ...]
+    python recipes/RWC/standin.py corpora/rwc-standin [--pitch-step 4]
 
 It is laid out and named like RWC-MDB-I (``RWC_I_0<V>/<NN><V>/<NN><V><cc>NO<D>.wav``), so that
 ``rwc_prepare`` reads it exactly as it reads RWC, note splitting included:
 
 * categories: the General MIDI programs matching RWC's pitched instruments
   (:data:`STANDIN_CATEGORIES`: RWC number, code, category, GM program, pitch range);
-* variations: independent source groups, one SoundFont each (:data:`DEFAULT_SOUNDFONTS`):
-  1 FluidR3_GM, 2 TimGM6mb, 3 OPL-3 FM, and 4 MuseScore_General only for the programs where it is
-  not a near-copy of FluidR3_GM (:func:`is_near_copy`: MuseScore_General reuses many FluidR3
-  samples);
+* variations: independent source groups of the render catalogue
+  (:data:`STANDIN_VARIATIONS`, :mod:`timbre_lobes.render.catalog`): 1 FluidR3_GM, 2 TimGM6mb,
+  3 OPL-3 FM, 4 Airfont 320 and 5 GeneralUser GS. Per category, a variation whose program is a
+  near-copy of another's (the render package's independence check,
+  :func:`timbre_lobes.render.independence.find_copies`: spectral fingerprints at three pitches of
+  the range, and shared SoundFont samples) is left out, GeneralUser's being checked first so that it
+  stays;
+* the test variation: ``rwc_prepare`` holds out each category's highest-numbered variation, here
+  GeneralUser GS (:data:`TEST_VARIATION`) wherever it plays. Fine-tune from an NSynth model that
+  never heard GeneralUser (the benchmark's ``leave_one_source_out`` model, or any model trained on
+  a corpus rendered with ``--leave-out generaluser``), or the transfer is to a source it knows
+  (``compare.py`` checks and says so);
 * dynamics: two velocity layers, F (velocity 110) and P (40); one playing style, NO;
 * each file: the program's notes every ``pitch_step`` semitones through its range, ascending,
   each ``note_seconds`` long (the key held, then a 0.2 s fade: a stand-in release) and followed by
   ``gap_seconds`` of digital silence; silent notes are left out. ``pitch_ranges.csv`` gives each
   complete file's range, so the preparation knows every note's pitch.
 
-16 kHz mono 16-bit wavs (RWC is 44.1 kHz; the preparation resamples whatever it reads). The NSynth
-demo model is trained on FluidR3_GM, TimGM6mb and OPL-3 FM: this corpus cannot show transfer to
-sources the pretrained model has never heard (see the recipe README).
+16 kHz mono 16-bit wavs (RWC is 44.1 kHz; the preparation resamples whatever it reads).
 """
 
 import argparse
@@ -30,7 +36,8 @@ import os
 import numpy as np
 
 from timbre_lobes.atomic import atomic_open, write_json
-from timbre_lobes.render import SoundFontSynth, loudest_frame_dbfs
+from timbre_lobes.render import loudest_frame_dbfs, open_source
+from timbre_lobes.render.independence import COPY_THRESHOLD_DB, find_copies, preset_fingerprint
 from timbre_lobes.serving.cli import positive_float, positive_int
 
 #: ``(number, code, category, GM program (0-based), lowest, highest MIDI note)``. RWC's ukulele,
@@ -76,18 +83,10 @@ STANDIN_CATEGORIES = (
     (37, "SM", "shamisen", 106, 50, 84),
     (38, "KT", "koto", 107, 48, 84),
 )
-#: ``(variation, SoundFont path, Debian package)``; the last is used only where it is no near-copy.
-DEFAULT_SOUNDFONTS = (
-    (1, "/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm"),
-    (2, "/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont"),
-    (3, "/usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "opl3-soundfont"),
-    (4, "/usr/share/sounds/sf3/MuseScore_General.sf3", "musescore-general-soundfont"),
-)
-#: Variation whose programs are checked against FluidR3_GM (variation 1) for near-copies.
-CHECKED_VARIATION = 4
-#: Median |difference| of mean log-mel spectra (dB) below which two renders count as one source.
-#: Measured (docs/experiments, 103 programs): FluidR3-MuseScore 2.85 dB, FluidR3-TimGM6mb 6.02 dB.
-NEAR_COPY_DB = 4.0
+#: ``(variation, catalogue source)``: General MIDI banks, one source group each. The highest
+#: number is every category's test variation (``rwc_prepare`` holds it out).
+STANDIN_VARIATIONS = ((1, "fluidr3"), (2, "timgm6mb"), (3, "opl3"), (4, "airfont"), (5, "generaluser"))
+TEST_VARIATION = max(v for v, _ in STANDIN_VARIATIONS)
 DYNAMICS = (("F", 110), ("P", 40))
 SAMPLE_RATE = 16000
 SILENCE_DBFS = -70.0
@@ -118,31 +117,42 @@ def render_file(synth, program, pitches, velocity, note_seconds, gap_seconds):
     return np.concatenate(parts), sounding
 
 
-def mean_log_mel(audio, sr=SAMPLE_RATE):
-    """[64] mean log-mel spectrum (dB) of ``int16`` audio."""
-    import librosa
+def independent_variations(sources, program, lowest, highest, samples=None):
+    """The variations whose ``program`` is no near-copy of another's, the test variation checked first.
 
-    mel = librosa.feature.melspectrogram(y=audio.astype(np.float32) / 32768, sr=sr, n_mels=64)
-    return librosa.power_to_db(mel + 1e-10).mean(axis=1)
+    Arguments
+    ---------
+    sources : dict
+        ``{variation: open SoundSource}``.
+    program : int
+        General MIDI program (0-based, bank 0).
+    lowest, highest : int
+        The category's range (MIDI): the fingerprint's three pitches lie inside it.
+    samples : dict, optional
+        ``{variation: {(bank, program): set of sample digests}}`` (SoundFonts; see
+        ``SoundFontSynth.preset_samples``): a shared sample makes a copy.
 
-
-def is_near_copy(synth_a, synth_b, program, lowest, highest):
-    """Whether ``program`` sounds the same in two SoundFonts (median spectral difference < NEAR_COPY_DB).
-
-    Three probe notes (velocity 100) through the range; a program silent in either is no copy.
+    Returns
+    -------
+    kept : list of int
+        Variations kept, ascending.
+    copies : list of list
+        ``[variation, variation it copies, distance dB]`` of those left out.
     """
-    diffs = []
-    for pitch in np.linspace(lowest, highest, 5)[1:-1].round().astype(int):
-        a, b = synth_a.render_note(0, program, int(pitch), 100), synth_b.render_note(0, program, int(pitch), 100)
-        if min(loudest_frame_dbfs(a), loudest_frame_dbfs(b)) < SILENCE_DBFS:
-            return False
-        diffs.append(np.median(np.abs(mean_log_mel(a) - mean_log_mel(b))))
-    return bool(np.mean(diffs) < NEAR_COPY_DB)
+    pitches = tuple(int(p) for p in np.linspace(lowest, highest, 5)[1:-1].round())
+    order = sorted(sources, key=lambda v: (v != max(sources), v))  # the highest (test) variation first
+    fingerprints = [preset_fingerprint(sources[v], (0, program), pitches=pitches) for v in order]
+    digests = [set((samples or {}).get(v, {}).get((0, program), ())) for v in order]
+    groups = [sources[v].group for v in order]
+    found = find_copies(fingerprints, COPY_THRESHOLD_DB, samples=digests, groups=groups)
+    kept = sorted(v for v, copy in zip(order, found) if copy is None)
+    copies = [[v, order[copy[0]], copy[1]] for v, copy in zip(order, found) if copy is not None]
+    return kept, copies
 
 
 def render_standin(
     folder,
-    soundfonts=DEFAULT_SOUNDFONTS,
+    variations=STANDIN_VARIATIONS,
     categories=STANDIN_CATEGORIES,
     pitch_step=4,
     note_seconds=2.0,
@@ -150,47 +160,70 @@ def render_standin(
 ):
     """Renders the stand-in corpus into ``folder`` (files already there are kept).
 
+    Arguments
+    ---------
+    folder : str
+        Output folder.
+    variations : sequence of (int, str)
+        ``(variation number, catalogue source name)``.
+    categories : sequence of tuple
+        Rows like :data:`STANDIN_CATEGORIES`.
+    pitch_step : int
+        Semitones between a file's notes.
+    note_seconds, gap_seconds : float
+        Length of each note and of the silence after it.
+
     Returns
     -------
     dict
-        ``files`` written, ``near_copies`` (``[category, ...]`` left out of the checked variation).
+        ``files`` written; ``copies`` (``{category: [[variation, copied variation, dB], ...]}``,
+        the variations left out as near-copies); ``test_variation`` (``{category: [variation,
+        source]}``, the variation ``rwc_prepare`` will hold out); ``sources`` (``{variation:
+        [source, source group]}``).
 
     Raises
     ------
     FileNotFoundError
-        A SoundFont is missing (the message names its Debian package).
+        A source is not installed (the message names its package).
     """
-    for _, path, package in soundfonts:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"SoundFont {path} not found; install it with `apt-get install {package}`")
-    synths = {variation: SoundFontSynth(path, sample_rate=SAMPLE_RATE) for variation, path, _ in soundfonts}
-    ranges, near_copies, files = [], [], 0
+    sources = {}
     try:
+        for variation, name in variations:
+            sources[variation] = open_source(name)
+        samples = {v: s.preset_samples() for v, s in sources.items() if hasattr(s, "preset_samples")}
+        ranges, copies, test_variation, files = [], {}, {}, 0
         for number, code, category, program, lowest, highest in categories:
             pitches = list(range(lowest, highest + 1, pitch_step))
-            for variation, synth in synths.items():
-                checked = variation == CHECKED_VARIATION and 1 in synths
-                if checked and is_near_copy(synths[1], synth, program, lowest, highest):
-                    near_copies.append(category)
-                    continue
+            kept, found = independent_variations(sources, program, lowest, highest, samples)
+            if found:
+                copies[category] = found
+            for variation in kept:
                 for dynamics, velocity in DYNAMICS:
                     stem = f"{number:02d}{variation}{code}NO{dynamics}"
                     path = os.path.join(folder, f"RWC_I_0{variation}", f"{number:02d}{variation}", f"{stem}.wav")
-                    audio, sounding = render_file(synth, program, pitches, velocity, note_seconds, gap_seconds)
+                    audio, sounding = render_file(
+                        sources[variation], program, pitches, velocity, note_seconds, gap_seconds
+                    )
                     if not sounding:
                         continue
                     _write_wav(path, audio)
                     files += 1
+                    test_variation[category] = [variation, sources[variation].name]
                     if sounding == pitches:
                         ranges.append((f"{stem}.wav", lowest, pitches[-1], pitch_step))
     finally:
-        for synth in synths.values():
-            synth.close()
+        for source in sources.values():
+            source.close()
     with atomic_open(os.path.join(folder, "pitch_ranges.csv"), "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "lowest", "highest", "step"])
         writer.writerows(ranges)
-    return {"files": files, "near_copies": near_copies}
+    return {
+        "files": files,
+        "copies": copies,
+        "test_variation": test_variation,
+        "sources": {v: [s.name, s.group] for v, s in sources.items()},
+    }
 
 
 def _write_wav(path, audio):
@@ -206,8 +239,8 @@ def ensure_standin_corpus(folder, **options):
     wanted = {
         "settings": settings,
         "categories": [list(c) for c in STANDIN_CATEGORIES],
-        "soundfonts": [list(s) for s in DEFAULT_SOUNDFONTS],
-        "near_copy_db": NEAR_COPY_DB,
+        "variations": [list(v) for v in STANDIN_VARIATIONS],
+        "copy_threshold_db": COPY_THRESHOLD_DB,
     }
     marker = os.path.join(folder, OPTIONS_FILE)
     if os.path.isfile(marker):
@@ -219,9 +252,14 @@ def ensure_standin_corpus(folder, **options):
     print(f"Rendering the RWC-style stand-in corpus into {folder} ...", flush=True)
     summary = render_standin(folder, **settings)
     write_json(marker, {"wanted": wanted, **summary})  # last: marks the corpus complete
+    names = dict(STANDIN_VARIATIONS)
+    unheld = sorted(c for c, (v, _) in summary["test_variation"].items() if v != TEST_VARIATION)
     print(
-        f"Stand-in corpus: {summary['files']} files; MuseScore_General left out as a FluidR3 near-copy for "
-        f"{len(summary['near_copies'])} categories."
+        f"Stand-in corpus: {summary['files']} files; {sum(map(len, summary['copies'].values()))} variations left "
+        f"out as near-copies; test variation {names[TEST_VARIATION]} in "
+        f"{len(summary['test_variation']) - len(unheld)} of {len(summary['test_variation'])} categories"
+        + (f" (not in: {', '.join(unheld)})" if unheld else "")
+        + "."
     )
     return folder
 
