@@ -174,9 +174,8 @@ def run(model_folder, shared, output, device="cpu"):
         record = evaluate_model(
             model_folder, nsynth, os.path.join(output, "nsynth-test-dev"), device=device, verbose=False
         )
-        report["nsynth-test-dev"] = {
-            k: record[k] for k in ("EER", "minDCF", "family_micro_f1", "family_macro_f1", "n_notes", "n_instruments")
-        }
+        keys = ("EER", "minDCF", "family_micro_f1", "family_macro_f1", "n_notes", "n_instruments")
+        report["nsynth-test-dev"] = {k: record[k] for k in keys + CI_KEYS if k in record}
     else:
         report["skipped"].append(nsynth)
     model = TimbreEncoder.from_hparams(source=model_folder, run_opts={"device": device})
@@ -191,16 +190,34 @@ def run(model_folder, shared, output, device="cpu"):
     return report
 
 
+#: The instrument-bootstrap keys of an evaluation record (timbre_lobes.scoring.evaluation.instrument_bootstrap).
+CI_KEYS = ("EER_ci", "family_micro_f1_ci", "ci_level", "ci_instruments")
+
+
+def with_ci(value, ci, spec):
+    """``18.36 [12.1, 25.0]``: a figure and its confidence interval (the figure alone without one)."""
+    return format(value, spec) if not ci else f"{value:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]"
+
+
 def markdown(report):
     lines = ["| real samples | notes | EER (%) | family micro-F1 / accuracy |", "|---|---:|---:|---:|"]
     if "nsynth-test-dev" in report:
         r = report["nsynth-test-dev"]
-        lines.append(f"| nsynth-test-dev | {r['n_notes']} | {r['EER']:.2f} | {r['family_micro_f1']:.3f} |")
+        eer = with_ci(r["EER"], r.get("EER_ci"), ".2f")
+        f1 = with_ci(r["family_micro_f1"], r.get("family_micro_f1_ci"), ".3f")
+        lines.append(f"| nsynth-test-dev | {r['n_notes']} | {eer} | {f1} |")
     for name in ("philharmonia-sample", "rwc-sample/notes"):
         if name in report and report[name]["accuracy"] is not None:
             r = report[name]
             lines.append(f"| {name} | {r['n']} | - | {r['accuracy']:.3f} |")
     lines += [f"| {os.path.basename(s)} | absent | | |" for s in report["skipped"]]
+    if "nsynth-test-dev" in report and report["nsynth-test-dev"].get("EER_ci"):
+        r = report["nsynth-test-dev"]
+        lines += [
+            "",
+            f"In brackets: {100 * r['ci_level']:.0f} % confidence intervals from resampling the "
+            f"{r['ci_instruments']} instruments (notes of one instrument are not independent draws).",
+        ]
     return "\n".join(lines) + "\n"
 
 

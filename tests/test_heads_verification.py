@@ -160,3 +160,37 @@ def test_s_norm_removes_an_enrolments_score_offset():
     gap_raw = abs(raw[:40].mean() - raw[40:].mean())
     gap_norm = abs(normed[:40].mean() - normed[40:].mean()) / normed.std()
     assert gap_raw / raw.std() > 1.0 and gap_norm < 0.6 * gap_raw / raw.std()
+
+
+def test_instrument_bootstrap_widens_with_fewer_instruments_and_weights_count_trials():
+    from timbre_lobes.scoring.evaluation import instrument_bootstrap
+
+    rng = np.random.default_rng(0)
+
+    def fake_test(n_instruments, notes=8):
+        """Each instrument's target scores sit at its own level: instruments, not notes, vary."""
+        labels, scores, owner = [], [], []
+        for i in range(n_instruments):
+            level = rng.normal(0.6, 0.15)
+            labels += [1] * notes + [0] * notes
+            scores += list(level + 0.05 * rng.standard_normal(notes)) + list(0.4 + 0.1 * rng.standard_normal(notes))
+            owner += [f"i{i}"] * (2 * notes)
+        truth = [i % 3 for i in range(n_instruments) for _ in range(notes)]
+        pred = [t if rng.random() < 0.6 else (t + 1) % 3 for t in truth[::notes] for _ in range(notes)]
+        notes_of = [f"i{i}" for i in range(n_instruments) for _ in range(notes)]
+        return instrument_bootstrap(labels, scores, owner, truth, pred, notes_of, n_resamples=300)
+
+    few, many = fake_test(10), fake_test(200)
+    width = {
+        k: (r["EER_ci"][1] - r["EER_ci"][0], r["family_micro_f1_ci"][1] - r["family_micro_f1_ci"][0])
+        for k, r in (("few", few), ("many", many))
+    }
+    assert width["few"][0] > 2 * width["many"][0] and width["few"][1] > 2 * width["many"][1]
+    assert few["ci_instruments"] == 10
+    # A trial weight of 2 counts it twice: the same EER as duplicating it.
+    labels, scores = np.array([1, 1, 0, 0, 0]), np.array([0.9, 0.3, 0.5, 0.2, 0.1])
+    weighted = eer_and_min_dcf(labels, scores, sample_weight=np.array([2, 1, 1, 1, 0]))
+    repeated = eer_and_min_dcf(np.array([1, 1, 1, 0, 0]), np.array([0.9, 0.9, 0.3, 0.5, 0.2]))  # 0.1 weighs 0
+    assert weighted["eer"] == repeated["eer"]
+    with pytest.raises(ValueError, match="both target and non-target"):
+        eer_and_min_dcf(labels, scores, sample_weight=np.array([0, 0, 1, 1, 1]))

@@ -42,3 +42,9 @@ def test_report_on_a_tiny_model(tiny_corpus, tmp_path):
     saved = json.loads((tmp_path / "real" / "real_samples.json").read_text())
     assert saved["philharmonia-sample"]["rows"][0]["true"] == "string"  # cello, sorted first
     assert "philharmonia-sample" in (tmp_path / "real" / "real_samples.md").read_text()
+    # 25 instruments: intervals from resampling them, around the figure.
+    nsynth = report["nsynth-test-dev"]
+    assert nsynth["ci_instruments"] == 25 and nsynth["ci_level"] == 0.95
+    assert nsynth["EER_ci"][0] <= nsynth["EER"] <= nsynth["EER_ci"][1]
+    assert nsynth["family_micro_f1_ci"][0] <= nsynth["family_micro_f1"] <= nsynth["family_micro_f1_ci"][1]
+    assert "resampling the 25 instruments" in (tmp_path / "real" / "real_samples.md").read_text()

@@ -116,7 +116,9 @@ def evaluate_model(
         from timbre_lobes.training import head_prototypes
 
         cohort = head_prototypes(model.mods["instrument_head"])
-    stats = evaluation.evaluate_collected(collector, enrolments, trials, labels=labels, cohort=cohort)
+    stats = evaluation.evaluate_collected(
+        collector, enrolments, trials, labels=labels, cohort=cohort, instruments=instruments
+    )
 
     info = _model_info(model_folder)
     record = evaluation.results_record(

@@ -94,7 +94,95 @@ def family_scores(true, pred, labels=FAMILIES):
     }
 
 
-def evaluate_collected(collector, enrolments, trials, labels=FAMILIES, cohort=None):
+def instrument_bootstrap(
+    trial_labels,
+    trial_scores,
+    trial_instruments,
+    family_true,
+    family_pred,
+    note_instruments,
+    n_resamples=1000,
+    confidence=0.95,
+    seed=0,
+):
+    """Confidence intervals of EER and family micro-F1 from resampling instruments (a cluster bootstrap).
+
+    Notes of one instrument are not independent: a test set of 25 instruments
+    is about 25 draws, however many notes each has. So the bootstrap resamples
+    *instruments* with replacement (``scipy.stats.bootstrap``, percentile
+    intervals) and counts each trial and each note as many times as its
+    instrument was drawn (a trial belongs to its test note's instrument). With
+    few instruments the intervals are wide; read differences inside them as noise.
+
+    Arguments
+    ---------
+    trial_labels, trial_scores : array-like
+        [n_trials] 0/1 and scores.
+    trial_instruments : sequence of str
+        [n_trials] instrument of each trial's test note.
+    family_true, family_pred : sequence of int
+        [n_notes] true and predicted families.
+    note_instruments : sequence of str
+        [n_notes] instrument of each note.
+    n_resamples : int
+        Bootstrap resamples.
+    confidence : float
+        Confidence level of the intervals.
+    seed : int
+        Seed of the resampling.
+
+    Returns
+    -------
+    dict
+        ``EER_ci`` ([low, high], percent) and ``family_micro_f1_ci`` ([low, high]),
+        ``ci_level`` and ``ci_instruments`` (the number of instruments resampled).
+        A resample with no target or no non-target trial is skipped (NaN).
+
+    Example
+    -------
+    >>> labels = np.array([1, 0, 1, 0, 1, 0]); scores = np.array([0.9, 0.1, 0.8, 0.3, 0.2, 0.7])
+    >>> ci = instrument_bootstrap(labels, scores, list("aabbcc"), [0, 0, 1], [0, 0, 0], list("abc"), 200)
+    >>> ci["ci_instruments"], ci["EER_ci"][0] <= 33.4 <= ci["EER_ci"][1]
+    (3, True)
+    """
+    from scipy.stats import bootstrap
+
+    names = sorted(set(trial_instruments) | set(note_instruments))
+    index = {name: i for i, name in enumerate(names)}
+    trial_cluster = np.array([index[n] for n in trial_instruments])
+    note_cluster = np.array([index[n] for n in note_instruments])
+    trial_labels, trial_scores = np.asarray(trial_labels), np.asarray(trial_scores)
+
+    def counts(sample):
+        return np.bincount(np.asarray(sample, dtype=int), minlength=len(names))
+
+    def eer(sample):
+        weight = counts(sample)[trial_cluster]
+        try:
+            return 100.0 * eer_and_min_dcf(trial_labels, trial_scores, sample_weight=weight)["eer"]
+        except ValueError:  # no target or no non-target trial drawn
+            return np.nan
+
+    def micro_f1(sample):
+        weight = counts(sample)[note_cluster]
+        return float(f1_score(family_true, family_pred, average="micro", sample_weight=weight))
+
+    result = {"ci_level": confidence, "ci_instruments": len(names)}
+    for key, statistic in (("EER_ci", eer), ("family_micro_f1_ci", micro_f1)):
+        ci = bootstrap(
+            (np.arange(len(names)),),
+            statistic,
+            n_resamples=n_resamples,
+            confidence_level=confidence,
+            method="percentile",
+            vectorized=False,
+            rng=np.random.default_rng(seed),
+        ).confidence_interval
+        result[key] = [float(ci.low), float(ci.high)]
+    return result
+
+
+def evaluate_collected(collector, enrolments, trials, labels=FAMILIES, cohort=None, instruments=None):
     """All evaluation figures from collected embeddings and the split's trial list.
 
     Trials whose notes were not collected (e.g. skipped at preparation) are dropped.
@@ -102,7 +190,9 @@ def evaluate_collected(collector, enrolments, trials, labels=FAMILIES, cohort=No
     indices (the family head's label space); they are kept as ``family_labels``.
     With a ``cohort`` ([n, emb_dim] impostor embeddings, e.g. the training
     instruments' rows of the instrument head), the adaptive-s-norm figures are
-    added as ``EER_snorm``, ``minDCF_snorm`` and ``eer_threshold_snorm``.
+    added as ``EER_snorm``, ``minDCF_snorm`` and ``eer_threshold_snorm``. With
+    ``instruments`` (note id -> instrument), the confidence intervals of
+    :func:`instrument_bootstrap` are added (``EER_ci``, ``family_micro_f1_ci``, ...).
     """
     kept = [
         t for t in trials if t[2] in collector.embeddings and all(n in collector.embeddings for n in enrolments[t[1]])
@@ -125,6 +215,17 @@ def evaluate_collected(collector, enrolments, trials, labels=FAMILIES, cohort=No
         )
     stats.update(family_scores(collector.family_true, collector.family_pred, labels=labels))
     stats["family_labels"] = list(labels)
+    if instruments is not None and len(kept):
+        stats.update(
+            instrument_bootstrap(
+                targets,
+                scores,
+                [instruments[t[2]] for t in kept],
+                collector.family_true,
+                collector.family_pred,
+                [instruments[n] for n in collector.ids],
+            )
+        )
     return stats
 
 

@@ -233,11 +233,15 @@ def adaptive_s_norm(scores, enrol, test, cohort, top_k=200):
     return 0.5 * ((scores - mu_e) / sd_e + (scores - mu_t) / sd_t)
 
 
-def eer_and_min_dcf(labels, scores, p_target=0.01, c_miss=1.0, c_fa=1.0):
+def eer_and_min_dcf(labels, scores, p_target=0.01, c_miss=1.0, c_fa=1.0, sample_weight=None):
     """Equal error rate and minimum detection cost, from a ROC curve in O(n log n).
 
     SpeechBrain's ``EER``/``minDCF`` compare every score against every threshold
     (quadratic memory); tens of thousands of trials need the sorted version.
+
+    ``sample_weight`` ([n_trials], optional) counts each trial that many times
+    (``sklearn.metrics.roc_curve``'s weights; the instrument bootstrap of
+    :func:`timbre_lobes.scoring.evaluation.instrument_bootstrap` uses it).
 
     Returns
     -------
@@ -254,9 +258,10 @@ def eer_and_min_dcf(labels, scores, p_target=0.01, c_miss=1.0, c_fa=1.0):
     0.5
     """
     labels = np.asarray(labels)
-    if labels.min() == labels.max():
+    counted = labels if sample_weight is None else labels[np.asarray(sample_weight) > 0]
+    if counted.size == 0 or counted.min() == counted.max():
         raise ValueError("EER needs both target and non-target trials")
-    fpr, tpr, thresholds = roc_curve(labels, scores)
+    fpr, tpr, thresholds = roc_curve(labels, scores, sample_weight=sample_weight)
     fnr = 1.0 - tpr
     i = int(np.nanargmin(np.abs(fnr - fpr)))
     eer = float((fnr[i] + fpr[i]) / 2.0)
