@@ -69,7 +69,7 @@ import profile_systems
 import real_samples
 from budget import RESERVED_KEYS, BudgetError, merge_overrides, override_key
 
-from timbre_lobes.atomic import replaced_folder, write_json
+from timbre_lobes.atomic import replaced_folder, save_figure, write_json
 from timbre_lobes.data import manifest
 from timbre_lobes.data.nsynth_labels import SPLITS
 from timbre_lobes.render import DEFAULT_FRACTIONS, DEFAULT_SEED, assign_splits
@@ -629,10 +629,7 @@ def plot(report, path):
     fig.legend(handles, labels, loc="lower center", ncol=len(scenarios), fontsize="small")
     fig.suptitle("Equal-budget benchmark")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
 
 
 def write_report(report, output):

@@ -39,7 +39,7 @@ import benchmark
 import profile_systems
 from budget import RESERVED_KEYS, merge_overrides, override_key
 
-from timbre_lobes.atomic import atomic_open, write_json
+from timbre_lobes.atomic import atomic_open, save_figure, write_json
 
 DEFAULT_FRACTIONS = (0.25, 0.5, 1.0)
 DEFAULT_DRAW_SEED = 1234
@@ -142,10 +142,7 @@ def plot(report, path):
     axes[0].legend()
     fig.suptitle(f"{report['system']}, {report['crops_per_epoch']} crops an epoch at every point")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
 
 
 def write_report(report, output):
