@@ -9,6 +9,7 @@ arguments. To add a command, append its function to ``COMMANDS``.
 import argparse
 import sys
 
+from timbre_lobes.polyphonic.cli import add_detect_parser
 from timbre_lobes.probing.cli import add_map_parser
 from timbre_lobes.render.cli import add_render_parser
 from timbre_lobes.serving.cli import add_classify_parser, add_embed_parser, add_similar_parser, add_verify_parser
@@ -22,6 +23,7 @@ COMMANDS = [
     add_similar_parser,
     add_extract_parser,
     add_map_parser,
+    add_detect_parser,
 ]
 
 

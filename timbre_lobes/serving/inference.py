@@ -6,6 +6,7 @@
     score, same = model.verify_files("a.wav", "b.mp3")           # cosine, score >= threshold
     families, probs = model.classify_family_files(["a.wav"])     # ["guitar"], [1, n_families]
     model.closest_instrument(["a.wav"], top_k=3)                 # nearest training instruments
+    score, present = model.detect_files("mix.wav", ["n1.wav", "n2.wav"])  # enrolled instrument in a mixture?
 
 The folder is what :func:`timbre_lobes.serving.export.export_model` writes at the end of
 training. Files are read with :func:`timbre_lobes.data.audio.read_audio_file` (any
@@ -79,6 +80,9 @@ class TimbreEncoder(EncoderClassifier):
         self.max_windows = getattr(hp, "max_windows", 30)
         #: ``long_audio: average`` reads at most this much of a file (memory: 4 bytes a sample).
         self.max_read_seconds = getattr(hp, "max_read_seconds", 600.0)
+        #: Mixture-calibrated threshold of :meth:`detect_files`, where the export has one (else None).
+        detection = getattr(hp, "detection_threshold", None)
+        self.detection_threshold = None if detection is None else float(detection)
         self.model_id = str(getattr(hp, "model_id", ""))
         self.family_labels = [hp.family_encoder.ind2lab[i] for i in range(len(hp.family_encoder))]
         self.instrument_labels = [hp.instrument_encoder.ind2lab[i] for i in range(len(hp.instrument_encoder))]
@@ -392,6 +396,90 @@ class TimbreEncoder(EncoderClassifier):
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         return self.closest_instruments_of(self.embed_files(paths, batch_size), top_k)
+
+    # -------------------------------------------------------------- polyphony
+
+    def load_full(self, path):
+        """A whole file (its first ``max_read_seconds``) as one [samples] tensor at the model's rate, trimmed."""
+        mono, rate, _ = read_audio_file(path, max_seconds=self.max_read_seconds)
+        return prepare_audio(
+            mono,
+            rate,
+            self.sample_rate,
+            max_seconds=None,
+            trim_db=self.trim_db,
+            min_seconds=self.min_seconds,
+            path=path,
+        )
+
+    def mixture_embeddings(self, signal, window_seconds=1.5, hop_seconds=0.5, batch_size=16):
+        """Embeddings of a (polyphonic) sound and of its windows: np.ndarray [1 + n_windows, emb].
+
+        Row 0 embeds the sound as :meth:`embed_files` does (its first ``max_seconds``);
+        the others embed ``window_seconds`` windows every ``hop_seconds`` (at most
+        ``max_windows``, spread evenly), so a note that plays in one part of the clip
+        dominates one of them. Each is embedded as if alone.
+
+        Arguments
+        ---------
+        signal : torch.Tensor
+            [samples] at the model's rate (e.g. :meth:`load_full`).
+        window_seconds, hop_seconds : float
+            Window length and hop in s.
+        """
+        excerpt = signal if self.max_seconds is None else signal[: int(round(self.max_seconds * self.sample_rate))]
+        window = max(1, int(round(window_seconds * self.sample_rate)))
+        hop = max(1, int(round(hop_seconds * self.sample_rate)))
+        windows = list(audio_windows(signal, window, hop, self.max_windows))
+        return self.embed_signals([excerpt, *windows], batch_size).numpy()
+
+    def enrol_files(self, paths):
+        """The enrolment of one instrument from isolated notes: np.ndarray [emb], unit length.
+
+        The mean of the notes' length-normalised embeddings
+        (:func:`timbre_lobes.polyphonic.detection.enrolment_embeddings`).
+
+        Raises
+        ------
+        AudioError
+            A file is unusable (the message names it).
+        ValueError
+            No file.
+        """
+        from timbre_lobes.polyphonic.detection import enrolment_embeddings
+
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        if not paths:
+            raise ValueError("an enrolment needs at least one file")
+        return enrolment_embeddings({"enrolled": self.embed_files(list(paths))})[1][0]
+
+    def detect_files(self, mixture, enrol, threshold=None, window_seconds=1.5, hop_seconds=0.5):
+        """Is the enrolled instrument playing in ``mixture``? Returns ``(score, score >= threshold)``.
+
+        ``enrol`` is a list of files (isolated notes of one instrument) or the array
+        :meth:`enrol_files` made of them. The score is the best cosine between the
+        enrolment and the mixture's windows (:meth:`mixture_embeddings`,
+        :func:`timbre_lobes.polyphonic.detection.window_scores`). The default
+        threshold is the export's ``detection_threshold`` when it has one, else its
+        note-to-note ``verification_threshold``; recipes/Polyphonic/README.md measures
+        how well either fits mixtures.
+
+        Raises
+        ------
+        AudioError
+            A file is unusable (the message names it).
+        ValueError
+            No enrolment file.
+        """
+        from timbre_lobes.polyphonic.detection import window_scores
+
+        if threshold is None:
+            threshold = self.detection_threshold if self.detection_threshold is not None else self.threshold
+        enrolled = enrol if isinstance(enrol, np.ndarray) else self.enrol_files(enrol)
+        windows = self.mixture_embeddings(self.load_full(mixture), window_seconds, hop_seconds)
+        score = float(window_scores(windows, enrolled)[0])
+        return score, score >= threshold
 
     def forward(self, wavs, wav_lens=None):
         """Embeddings of a batch, [batch, 1, emb]."""

@@ -1,0 +1,282 @@
+"""Polyphonic mixtures: the sampler, its manifest, the scores, the baseline recipe and the ``detect`` verb."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import REPO
+from test_recipe_nsynth import run_recipe
+
+from timbre_lobes.__main__ import main
+from timbre_lobes.data.nsynth import read_nsynth_folder
+from timbre_lobes.polyphonic import detection
+from timbre_lobes.polyphonic.evaluate import mixture_set
+from timbre_lobes.polyphonic.mixtures import (
+    PEAK,
+    MixtureError,
+    labels_of,
+    mix_audio,
+    read_mixtures,
+    sample_mixtures,
+    split_enrolment,
+)
+
+SETTINGS = {
+    "max_sources": 3,
+    "min_sources": 1,
+    "seconds": 1.5,
+    "max_onset_seconds": 0.4,
+    "gain_db": [-12.0, 0.0],
+    "scale": None,
+}
+
+
+def notes_of(corpus, split):
+    folder = os.path.join(corpus, f"nsynth-{split}")
+    return read_nsynth_folder(folder, data_root=folder), folder
+
+
+# ---------------------------------------------------------------------------
+# The sampler and the mixing
+# ---------------------------------------------------------------------------
+
+
+def test_mixture_is_the_sum_of_its_labelled_notes(tiny_corpus):
+    notes, folder = notes_of(tiny_corpus, "train")
+    mixtures = sample_mixtures(notes, 12, max_sources=4, seconds=1.5, max_onset_seconds=0.5, seed=3)
+    by_id = {row["ID"]: row for row in notes}
+    for mixture in mixtures:
+        instruments, families = labels_of(mixture)
+        assert len(instruments) == mixture["n_sources"] == len(mixture["sources"])  # distinct instruments
+        expected = np.zeros(int(1.5 * 16000))
+        for source in mixture["sources"]:
+            row = by_id[source["note"]]
+            assert (source["instrument"], source["family"]) == (row["instrument"], row["family"])
+            audio, _ = sf.read(row["wav"].replace("$data_root", folder))
+            start = int(round(source["onset"] * 16000))
+            piece = audio[: len(expected) - start]
+            expected[start : start + len(piece)] += 10 ** (source["gain_db"] / 20) * piece
+            assert 0 <= source["onset"] <= 0.5 and -12 <= source["gain_db"] <= 0
+        expected *= PEAK / np.abs(expected).max()
+        mixed = mix_audio(mixture, data_root=folder)
+        assert mixed.shape == expected.shape and np.abs(mixed).max() == pytest.approx(PEAK, abs=1e-6)
+        np.testing.assert_allclose(mixed, expected, atol=1e-5)
+        assert families == {by_id[s["note"]]["family"] for s in mixture["sources"]}
+    assert [m["n_sources"] for m in mixtures[:4]] == [1, 2, 3, 4]  # balanced counts
+
+
+def test_draw_is_deterministic_and_depends_on_the_seed(tiny_corpus):
+    notes, _ = notes_of(tiny_corpus, "train")
+    a = sample_mixtures(notes, 20, max_sources=3, seed=1)
+    assert a == sample_mixtures(list(reversed(notes)), 20, max_sources=3, seed=1)  # not the rows' order
+    assert a != sample_mixtures(notes, 20, max_sources=3, seed=2)
+
+
+def test_scale_keeps_every_mixture_in_one_key(tiny_corpus):
+    notes, _ = notes_of(tiny_corpus, "train")  # pitches 48 55 60 67 72 79: pitch classes 0 and 7
+    for mixture in sample_mixtures(notes, 30, max_sources=3, scale="major", seed=0):
+        classes = {s["pitch"] % 12 for s in mixture["sources"]}
+        assert any(classes <= {(root + step) % 12 for step in (0, 2, 4, 5, 7, 9, 11)} for root in range(12))
+
+
+def test_bad_requests_are_refused(tiny_corpus):
+    notes, _ = notes_of(tiny_corpus, "test")  # 4 instruments
+    with pytest.raises(MixtureError, match="4 instruments cannot give mixtures of 5"):
+        sample_mixtures(notes, 3, max_sources=5)
+    with pytest.raises(MixtureError, match="max_onset_seconds"):
+        sample_mixtures(notes, 3, seconds=1.0, max_onset_seconds=1.0)
+    with pytest.raises(MixtureError, match="scale"):
+        sample_mixtures(notes, 3, scale="dorian")
+
+
+def test_test_mixtures_hold_only_unseen_instruments_and_never_an_enrolment_note(tiny_corpus, tmp_path):
+    train, _ = notes_of(tiny_corpus, "train")
+    seen = {row["instrument"] for row in train}
+    folder = os.path.join(tiny_corpus, "nsynth-test")
+    mixtures, enrol, root = mixture_set(folder, tmp_path / "test.json", 8, SETTINGS, n_enrol=3, seed=0)
+    used = {s["note"] for m in mixtures for s in m["sources"]}
+    assert not {s["instrument"] for m in mixtures for s in m["sources"]} & seen
+    assert not used & {row["ID"] for rows in enrol.values() for row in rows}
+    assert sorted(enrol) == sorted({row["instrument"] for row in notes_of(tiny_corpus, "test")[0]})
+    assert all(len(rows) == 3 for rows in enrol.values()) and root == os.path.abspath(folder)
+
+
+def test_manifest_is_written_once_and_redrawn_for_other_settings(tiny_corpus, tmp_path):
+    folder = os.path.join(tiny_corpus, "nsynth-test")
+    path = tmp_path / "mixtures.json"
+    first, _, _ = mixture_set(folder, path, 4, SETTINGS, seed=0)
+    stamp = os.stat(path).st_mtime_ns
+    again, _, _ = mixture_set(folder, path, 4, SETTINGS, seed=0)
+    assert again == first and os.stat(path).st_mtime_ns == stamp  # reused, not rewritten
+    record = json.loads(path.read_text())
+    assert record["mixtures"] == first and record["options"]["n_mixtures"] == 12
+    assert sorted(record["enrolment"]) == sorted({s["instrument"] for m in first for s in m["sources"]})
+    other, _, _ = mixture_set(folder, path, 4, {**SETTINGS, "gain_db": [-6.0, 0.0]}, seed=0)
+    assert other != first and read_mixtures(path)["options"]["gain_db"] == [-6.0, 0.0]
+    path.write_text('{"version": 1, "options"')  # a manifest cut short is redrawn, not trusted
+    assert mixture_set(folder, path, 4, SETTINGS, seed=0)[0] == first
+
+
+def test_split_enrolment_keeps_a_note_to_mix():
+    notes = [{"ID": f"n{i}", "instrument": "a" if i < 2 else "b"} for i in range(7)]
+    enrol, rest = split_enrolment(notes, n_enrol=3)
+    assert len(enrol["a"]) == 1 and len(enrol["b"]) == 3 and len(rest) == 3
+
+
+# ---------------------------------------------------------------------------
+# Scores
+# ---------------------------------------------------------------------------
+
+
+def _toy_mixtures():
+    """Six mixtures of instruments a, b, c (families x, x, y), 1 to 3 sources."""
+    fam = {"a": "x", "b": "x", "c": "y"}
+    sets = [["a"], ["b", "c"], ["a", "b", "c"], ["c"], ["a", "c"], ["a", "b", "c"]]
+    return [
+        {"id": str(i), "n_sources": len(s), "sources": [{"instrument": n, "family": fam[n]} for n in s]}
+        for i, s in enumerate(sets)
+    ]
+
+
+def test_detection_scores_by_number_of_sources():
+    mixtures = _toy_mixtures()
+    truth = detection.presence_matrix(mixtures, ["a", "b", "c"], "instrument")
+    assert truth.tolist()[1] == [0, 1, 1]
+    perfect = detection.detection_scores(truth + 0.1, truth, mixtures)
+    assert perfect["all"]["EER"] == 0.0 and perfect["all"]["n_targets"] == truth.sum()
+    assert perfect["by_sources"][3] is None  # every instrument plays in 3-source mixtures: no non-target
+    wrong = detection.detection_scores(1.0 - truth, truth, mixtures)
+    assert wrong["all"]["EER"] == 100.0 and wrong["by_sources"][1]["EER"] == 100.0
+    rates = detection.rates_at(truth + 0.1, truth, threshold=0.5)
+    assert rates["miss_rate"] == 0.0 and rates["false_alarm_rate"] == 0.0
+
+
+def test_family_presence_scores_and_the_chosen_threshold():
+    mixtures = _toy_mixtures()
+    truth = detection.presence_matrix(mixtures, ["x", "y", "z"], "family")
+    scores = 0.3 + 0.4 * truth  # present 0.7, absent 0.3
+    threshold = detection.best_threshold(truth, scores)
+    assert 0.3 < threshold <= 0.7
+    result = detection.family_presence_scores(scores, truth, mixtures, threshold, ["x", "y", "z"])
+    assert result["all"]["micro_f1"] == 1.0 and result["all"]["micro_mAP"] == 1.0
+    assert set(result["all"]["per_family_f1"]) == {"x", "y"}  # z never plays: not averaged in
+    flipped = detection.family_presence_scores(1 - scores, truth, mixtures, 0.5, ["x", "y", "z"])
+    assert flipped["all"]["micro_f1"] == 0.0
+
+
+def test_window_scores_take_the_best_window():
+    enrolled = np.array([[1.0, 0.0], [0.0, 1.0]])
+    windows = np.array([[1.0, 1.0], [0.0, 3.0]])
+    np.testing.assert_allclose(detection.window_scores(windows, enrolled), [np.sqrt(0.5), 1.0])
+    names, unit = detection.enrolment_embeddings({"b": np.array([[0.0, 2.0]]), "a": np.array([[3.0, 0], [0, 3.0]])})
+    assert names == ["a", "b"]
+    np.testing.assert_allclose(unit, [[np.sqrt(0.5), np.sqrt(0.5)], [0.0, 1.0]])
+
+
+# ---------------------------------------------------------------------------
+# The recipe and the verb, with a tiny trained model
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("poly_model") / "transMel"
+    run_recipe("transMel", tiny_corpus, out)
+    return out / "model"
+
+
+def test_baseline_recipe_end_to_end(tiny_model, tiny_corpus, shared_nsynth, tmp_path):
+    out = tmp_path / "poly"
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "recipes", "Polyphonic", "evaluate.py"),
+        os.path.join(REPO, "hparams", "poly_baseline.yaml"),
+        f"--model={tiny_model}",
+        f"--data_folder={tiny_corpus}",
+        f"--real_folder={shared_nsynth}",
+        f"--output_folder={out}",
+        "--valid_per_count=3",
+        "--test_per_count=4",
+        "--sampler={min_sources: 1, max_sources: 3, seconds: 1.5, max_onset_seconds: 0.4, gain_db: [-12, 0], "
+        "scale: null}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((out / "polyphonic.json").read_text())
+    assert list(record["results"]) == ["rendered valid", "rendered test", "real NSynth"]
+    real = record["results"]["real NSynth"]["windows"]
+    assert set(real["detection"]["by_sources"]) == {"1", "2", "3"}
+    assert 0.0 <= real["detection"]["all"]["EER"] <= 100.0
+    valid_threshold = record["results"]["rendered valid"]["clip"]["family_presence"]["threshold"]
+    assert record["results"]["rendered test"]["clip"]["family_presence"]["threshold"] == valid_threshold
+    assert record["run"]["sets"]["real NSynth"]["n_instruments"] == 25
+    for name in ("polyphonic.md", "by_sources.png", "rendered_test_mixtures.json", "real_NSynth_mixtures.json"):
+        assert (out / name).stat().st_size > 0
+    assert "## real NSynth" in (out / "polyphonic.md").read_text()
+
+
+def test_baseline_recipe_stops_on_a_missing_model_before_writing(tiny_corpus, tmp_path):
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "recipes", "Polyphonic", "evaluate.py"),
+        os.path.join(REPO, "hparams", "poly_baseline.yaml"),
+        f"--model={tmp_path / 'nope'}",
+        f"--data_folder={tiny_corpus}",
+        f"--output_folder={tmp_path / 'out'}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode != 0 and "no exported model" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_detect_verb_on_a_two_note_mixture(capsys, tiny_model, tiny_corpus, tmp_path):
+    notes, folder = notes_of(tiny_corpus, "test")
+    enrol, rest = split_enrolment(notes, n_enrol=3, seed=0)
+    names = sorted(enrol)
+    present, absent = names[0], names[1]
+    second = next(r for r in rest if r["instrument"] not in (present, absent))
+    first = next(r for r in rest if r["instrument"] == present)
+    mixture = {
+        "id": "m",
+        "n_sources": 2,
+        "seconds": 1.5,
+        "sources": [
+            {**{k: r[k] for k in ("wav", "instrument", "family")}, "note": r["ID"], "onset": o, "gain_db": 0.0}
+            for r, o in ((first, 0.0), (second, 0.3))
+        ],
+    }
+    path = tmp_path / "mix.wav"
+    sf.write(path, mix_audio(mixture, data_root=folder), 16000)
+    files = {n: [r["wav"].replace("$data_root", folder) for r in enrol[n]] for n in (present, absent)}
+
+    def run(*argv):
+        try:
+            main([str(a) for a in argv])
+            status = 0
+        except SystemExit as exc:
+            status = exc.code
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    scores = {}
+    for name in (present, absent):
+        status, out, err = run("detect", path, "--enrol", *files[name], "--model", tiny_model, "--json")
+        assert status == 0, err
+        record = json.loads(out)
+        assert record["mixture"] == str(path) and record["present"] == (record["score"] >= record["threshold"])
+        scores[name] = record["score"]
+    from timbre_lobes.serving.inference import TimbreEncoder
+
+    model = TimbreEncoder.from_hparams(source=str(tiny_model))
+    score, _ = model.detect_files(str(path), files[present])
+    assert score == pytest.approx(scores[present], abs=1e-5)
+    # The best window of the mixture holds the enrolled instrument's note alone (before the other's onset).
+    assert scores[present] > scores[absent]
+    status, out, err = run("detect", path, tmp_path / "missing.wav", "--enrol", *files[present], "--model", tiny_model)
+    assert status == 1 and "missing.wav" in err and "score" in out
+    status, _, err = run("detect", path, "--enrol", tmp_path / "none.wav", "--model", tiny_model)
+    assert status == 1 and "enrolment file(s) not found" in err

@@ -1,0 +1,183 @@
+"""Evaluating a model on mixtures of one note set: enrolment detection and family presence, by number of sources.
+
+    mixtures, enrol, root = mixture_set(note_folder, "results/poly/test_mixtures.json", 100, settings)
+    embedded = embed_mixture_set(model, mixtures, enrol, root)
+    results = score_mixture_set(model, embedded, mixtures, family_thresholds)
+
+Two scoring methods are compared (the monophonic baseline of the polyphonic
+recipe): ``clip`` embeds the mixture as one sound (its first ``max_seconds``,
+as ``embed_files`` does); ``windows`` takes, per enrolment and per family, the best
+of the clip and of its ``window_seconds`` windows. Family presence scores are the
+family head's probabilities (best window for ``windows``); a family is called
+present above a threshold chosen on validation mixtures (micro-F1).
+"""
+
+import functools
+import os
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from timbre_lobes.data.audio import prepare_audio, read_audio_file
+from timbre_lobes.data.nsynth import read_nsynth_folder
+from timbre_lobes.polyphonic import detection
+from timbre_lobes.polyphonic.mixtures import (
+    mix_audio,
+    read_mixtures,
+    resolve_wav,
+    sample_mixtures,
+    split_enrolment,
+    write_mixtures,
+)
+
+METHODS = ("clip", "windows")
+
+#: The sampler's settings a mixture set is drawn with (keys of :func:`sample_mixtures`).
+SAMPLER_KEYS = ("max_sources", "min_sources", "seconds", "max_onset_seconds", "gain_db", "scale")
+
+
+def mixture_set(note_folder, manifest_path, per_count, settings, n_enrol=3, seed=0):
+    """The mixtures and enrolments of one note set, drawn once and kept in ``manifest_path``.
+
+    The manifest is reused when it was drawn from the same folder with the same
+    settings (so every run scores the same mixtures), and redrawn otherwise.
+
+    Arguments
+    ---------
+    note_folder : str
+        An NSynth-format folder (``examples.json`` + ``audio/``).
+    manifest_path : str
+        Where the mixtures are written (:func:`timbre_lobes.polyphonic.mixtures.write_mixtures`).
+    per_count : int
+        Mixtures of each number of sources.
+    settings : dict
+        The sampler's settings (:data:`SAMPLER_KEYS`).
+    n_enrol : int
+        Enrolment notes per instrument, never mixed.
+    seed : int
+        Seed of the enrolment split and of the draw.
+
+    Returns
+    -------
+    (list, dict, str)
+        The mixtures, ``{instrument: [enrolment rows]}``, and the folder ``$data_root`` stands for.
+    """
+    folder = os.path.abspath(note_folder)
+    settings = {k: settings[k] for k in SAMPLER_KEYS}
+    span = settings["max_sources"] - settings["min_sources"] + 1
+    options = {
+        "note_folder": folder,
+        **settings,
+        "gain_db": list(settings["gain_db"]),
+        "n_mixtures": per_count * span,
+        "n_enrol": n_enrol,
+        "seed": seed,
+    }
+    rows = read_nsynth_folder(folder, data_root=folder)
+    enrol, rest = split_enrolment(rows, n_enrol=n_enrol, seed=seed)
+    record = read_mixtures(manifest_path, options)
+    if record is not None:
+        return record["mixtures"], enrol, folder
+    mixtures = sample_mixtures(rest, per_count * span, seed=seed, **settings)
+    write_mixtures(manifest_path, mixtures, options, enrolment=enrol)
+    return mixtures, enrol, folder
+
+
+def _reader(sample_rate):
+    @functools.lru_cache(maxsize=512)
+    def read(path):
+        signal, rate, _ = read_audio_file(path)
+        return prepare_audio(signal, rate, sample_rate, max_seconds=None, trim_db=None, min_seconds=0, path=path)
+
+    return lambda path: read(path).numpy()
+
+
+def embed_mixture_set(model, mixtures, enrol, data_root, window_seconds=1.5, hop_seconds=0.5, desc="mixtures"):
+    """Embeds the enrolment notes and every mixture's clip and windows.
+
+    Returns
+    -------
+    dict
+        ``instruments`` (sorted enrolled names), ``enrolled`` ``[n_instruments, emb]``,
+        ``mixtures``: one ``[1 + n_windows, emb]`` array per mixture (row 0: the clip).
+    """
+    notes = {name: [resolve_wav(r["wav"], data_root) for r in rows] for name, rows in enrol.items()}
+    names, enrolled = detection.enrolment_embeddings(
+        {name: model.embed_files(paths) for name, paths in tqdm(notes.items(), desc="enrolments", leave=False)}
+    )
+    read = _reader(model.sample_rate)
+    rows = []
+    for mixture in tqdm(mixtures, desc=desc, unit="mixture", leave=False):
+        signal = mix_audio(mixture, data_root, model.sample_rate, read=read)
+        prepared = prepare_audio(
+            signal, model.sample_rate, model.sample_rate, max_seconds=None, trim_db=model.trim_db, min_seconds=0
+        )
+        rows.append(model.mixture_embeddings(torch.as_tensor(prepared), window_seconds, hop_seconds))
+    return {"instruments": names, "enrolled": enrolled, "mixtures": rows}
+
+
+def method_rows(rows, method):
+    """The rows a method scores: the clip alone, or the clip and its windows."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return rows[:1] if method == "clip" else rows
+
+
+def family_presence(model, embedded, method):
+    """``[n_mixtures, n_families]`` presence scores: the family head's probabilities, best row of the method."""
+    return np.stack([model.family_probabilities(method_rows(r, method)).max(axis=0) for r in embedded["mixtures"]])
+
+
+def detection_matrix(embedded, method):
+    """``[n_mixtures, n_instruments]`` trial scores of a method."""
+    return np.stack(
+        [detection.window_scores(method_rows(r, method), embedded["enrolled"]) for r in embedded["mixtures"]]
+    )
+
+
+def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detection_threshold=None):
+    """Scores one embedded mixture set with each method.
+
+    Arguments
+    ---------
+    model : TimbreEncoder
+        Gives the family probabilities, labels and verification threshold.
+    embedded : dict
+        :func:`embed_mixture_set`'s output.
+    mixtures : list of dict
+        The mixtures, in the same order.
+    family_thresholds : dict, optional
+        ``{method: threshold}`` for family presence; None chooses them on this set
+        (do so on validation mixtures only).
+    detection_threshold : float, optional
+        Threshold whose miss and false-alarm rates are reported (default: the
+        model's verification threshold, what ``detect`` uses on a model without
+        ``detection_threshold``).
+
+    Returns
+    -------
+    dict
+        ``{method: {"detection": ..., "at_threshold": ..., "family_presence": ...}}``
+        (:func:`timbre_lobes.polyphonic.detection.detection_scores`,
+        :func:`~timbre_lobes.polyphonic.detection.rates_at`,
+        :func:`~timbre_lobes.polyphonic.detection.family_presence_scores`).
+    """
+    truth_inst = detection.presence_matrix(mixtures, embedded["instruments"], "instrument")
+    truth_fam = detection.presence_matrix(mixtures, model.family_labels, "family")
+    threshold = model.threshold if detection_threshold is None else detection_threshold
+    results = {}
+    for method in METHODS:
+        scores = detection_matrix(embedded, method)
+        presence = family_presence(model, embedded, method)
+        chosen = (family_thresholds or {}).get(method)
+        if chosen is None:
+            chosen = detection.best_threshold(truth_fam, presence)
+        results[method] = {
+            "detection": detection.detection_scores(scores, truth_inst, mixtures),
+            "at_threshold": detection.rates_at(scores, truth_inst, threshold),
+            "family_presence": detection.family_presence_scores(
+                presence, truth_fam, mixtures, chosen, model.family_labels
+            ),
+        }
+    return results

@@ -1,0 +1,130 @@
+"""The polyphonic recipe's outputs: ``polyphonic.json``, ``polyphonic.md`` and the figure by number of sources.
+
+``results`` maps a set name (e.g. ``rendered test``, ``real NSynth``) to
+:func:`timbre_lobes.polyphonic.evaluate.score_mixture_set`'s output.
+"""
+
+import os
+
+from timbre_lobes.atomic import atomic_open, save_figure, write_json
+
+JSON_FILE = "polyphonic.json"
+MD_FILE = "polyphonic.md"
+FIGURE_FILE = "by_sources.png"
+
+
+def _fmt(value, digits=1):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _stat(stats, key, digits):
+    return "n/a" if stats is None else _fmt(stats.get(key), digits)
+
+
+def markdown(results, run):
+    """The Markdown summary: one detection table and one family-presence table per set."""
+    lines = [
+        "# Polyphonic mixtures: instrument detection by enrolment and family presence",
+        "",
+        f"Model: `{run.get('model', '?')}`. {run.get('description', '')}".strip(),
+        "",
+    ]
+    for name, by_method in results.items():
+        info = run.get("sets", {}).get(name, {})
+        lines += [f"## {name}", ""]
+        if info:
+            lines += [
+                f"{info.get('n_mixtures')} mixtures of {info.get('n_instruments')} unseen instruments "
+                f"({info.get('folder')}), {info.get('n_enrol')} enrolment notes per instrument.",
+                "",
+            ]
+        counts = sorted({n for m in by_method.values() for n in m["detection"]["by_sources"]})
+        head = " | ".join(f"{n} src" for n in counts)
+        lines += [
+            "Instrument detection by enrolment, EER % (minDCF of all trials):",
+            "",
+            f"| method | all | {head} | minDCF | miss / false alarm at {_fmt(run.get('threshold'), 3)} |",
+            "|---|---:|" + "---:|" * len(counts) + "---:|---:|",
+        ]
+        for method, res in by_method.items():
+            det = res["detection"]
+            cells = " | ".join(_stat(det["by_sources"].get(n), "EER", 1) for n in counts)
+            rates = res["at_threshold"]
+            lines.append(
+                f"| {method} | {_stat(det['all'], 'EER', 1)} | {cells} | {_stat(det['all'], 'minDCF', 3)} | "
+                f"{_fmt(rates['miss_rate'])} / {_fmt(rates['false_alarm_rate'])} % |"
+            )
+        lines += [
+            "",
+            "Family presence, micro-F1 (micro-mAP in brackets), threshold chosen on validation mixtures:",
+            "",
+            f"| method | threshold | all | {head} |",
+            "|---|---:|---:|" + "---:|" * len(counts),
+        ]
+        for method, res in by_method.items():
+            fam = res["family_presence"]
+
+            def cell(stats):
+                if stats is None:
+                    return "n/a"
+                return f"{stats['micro_f1']:.3f} ({stats['micro_mAP']:.3f})"
+
+            cells = " | ".join(cell(fam["by_sources"].get(n)) for n in counts)
+            lines.append(f"| {method} | {fam['threshold']:.3f} | {cell(fam['all'])} | {cells} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_by_sources(results, path, title=""):
+    """EER and family micro-F1 against the number of sources: one line per set and method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_eer, ax_f1) = plt.subplots(1, 2, figsize=(10, 4))
+    styles = {"clip": "--", "windows": "-"}
+    for k, (name, by_method) in enumerate(results.items()):
+        colour = f"C{k}"
+        for method, res in by_method.items():
+            by = res["detection"]["by_sources"]
+            counts = sorted(n for n in by if by[n] is not None)
+            ax_eer.plot(
+                counts,
+                [by[n]["EER"] for n in counts],
+                styles.get(method, ":"),
+                color=colour,
+                marker="o",
+                label=f"{name}, {method}",
+            )
+            fam = res["family_presence"]["by_sources"]
+            counts = sorted(n for n in fam if fam[n] is not None)
+            ax_f1.plot(
+                counts,
+                [fam[n]["micro_f1"] for n in counts],
+                styles.get(method, ":"),
+                color=colour,
+                marker="o",
+                label=f"{name}, {method}",
+            )
+    ax_eer.set(xlabel="sources in the mixture", ylabel="EER (%)", title="instrument detection by enrolment")
+    ax_f1.set(xlabel="sources in the mixture", ylabel="micro-F1", title="family presence", ylim=(0, 1))
+    for ax in (ax_eer, ax_f1):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax_f1.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def write_report(results, output_folder, run):
+    """Writes ``polyphonic.json``, ``polyphonic.md`` and ``by_sources.png``; returns the Markdown."""
+    os.makedirs(output_folder, exist_ok=True)
+    write_json(os.path.join(output_folder, JSON_FILE), {"run": run, "results": results})
+    text = markdown(results, run)
+    with atomic_open(os.path.join(output_folder, MD_FILE), "w") as handle:
+        handle.write(text + "\n")
+    plot_by_sources(results, os.path.join(output_folder, FIGURE_FILE), run.get("title", ""))
+    return text
