@@ -280,3 +280,86 @@ def test_detect_verb_on_a_two_note_mixture(capsys, tiny_model, tiny_corpus, tmp_
     assert status == 1 and "missing.wav" in err and "score" in out
     status, _, err = run("detect", path, "--enrol", tmp_path / "none.wav", "--model", tiny_model)
     assert status == 1 and "enrolment file(s) not found" in err
+
+
+# ---------------------------------------------------------------------------
+# Training on mixtures
+# ---------------------------------------------------------------------------
+
+
+def _encoders(corpus):
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
+    notes, _ = notes_of(corpus, "train")
+    labels = {}
+    for key, field in (("instrument", "instrument"), ("family", "family")):
+        encoder = CategoricalEncoder()
+        encoder.update_from_iterable(sorted({row[field] for row in notes}))
+        labels[key] = encoder
+    return notes, labels
+
+
+def test_mixture_dataset_targets_and_draws(tiny_corpus):
+    from timbre_lobes.polyphonic.training import MixtureDataset
+
+    notes, labels = _encoders(tiny_corpus)
+    folder = os.path.join(tiny_corpus, "nsynth-train")
+    settings = {**SETTINGS, "max_sources": 4}
+    data = MixtureDataset(labels, folder, notes=notes, n_per_epoch=8, settings=settings, seed=5)
+    first = list(data.mixtures)
+    item = data[2]
+    mixture = data.mixtures[2]
+    present = {labels["instrument"].ind2lab[i] for i in item["instrument_presence"].nonzero()[:, 0].tolist()}
+    assert present == labels_of(mixture)[0] and item["instrument_presence"].sum() == mixture["n_sources"]
+    families = {labels["family"].ind2lab[i] for i in item["family_presence"].nonzero()[:, 0].tolist()}
+    assert families == labels_of(mixture)[1]
+    np.testing.assert_allclose(item["sig"].numpy(), mix_audio(mixture, folder))
+    data.draw(1)
+    assert data.mixtures != first and len(data) == 8  # a new draw each epoch
+    data.draw(0)
+    assert data.mixtures == first  # and the same one again for the same epoch (a resumed run)
+    unseen = MixtureDataset(
+        labels, folder, mixtures=[{**mixture, "sources": [{**s, "instrument": "x"} for s in mixture["sources"]]}]
+    )
+    assert unseen[0]["instrument_presence"].sum() == 0  # an instrument outside the label space sets no column
+
+
+def test_training_recipe_end_to_end(tiny_corpus, tmp_path):
+    from test_recipe_nsynth import TINY_SIZES
+
+    out = tmp_path / "poly"
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "recipes", "Polyphonic", "train.py"),
+        os.path.join(REPO, "hparams", "poly_transMel.yaml"),
+        f"--data_folder={tiny_corpus}",
+        f"--output_folder={out}",
+        "--pretrained_model=",
+        "--freeze_frontend=False",
+        "--number_of_epochs=2",
+        "--batch_size=8",
+        *TINY_SIZES,
+        "--mixtures_per_epoch=16",
+        "--valid_per_count=3",
+        "--test_per_count=3",
+        "--real_folder=null",
+        "--train_sampler={min_sources: 1, max_sources: 3, seconds: 1.0, max_onset_seconds: 0.3, gain_db: [-12, 0], "
+        "scale: null}",
+        "--sampler={min_sources: 1, max_sources: 3, seconds: 1.5, max_onset_seconds: 0.4, gain_db: [-12, 0], "
+        "scale: null}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = (out / "train_log.txt").read_text()
+    assert "epoch: 2" in log and "EER" in log and "family_mAP" in log
+    from timbre_lobes.serving.inference import TimbreEncoder
+
+    model = TimbreEncoder.from_hparams(source=str(out / "model"))
+    assert model.family_output == "sigmoid" and model.detection_threshold is not None
+    emb = np.random.default_rng(0).normal(size=(2, 32))
+    presence = model.family_presence(emb)
+    assert presence.shape == (2, len(model.family_labels)) and not np.allclose(presence.sum(axis=1), 1.0)
+    record = json.loads((out / "mixtures" / "polyphonic.json").read_text())
+    assert list(record["results"]) == ["rendered valid", "rendered test"]
+    assert record["run"]["threshold"] == pytest.approx(model.detection_threshold)
+    assert (out / "mixtures" / "by_sources.png").stat().st_size > 0

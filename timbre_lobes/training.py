@@ -27,6 +27,7 @@ import time
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from ruamel.yaml import YAML
 from speechbrain.dataio.dataio import read_audio
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.dataio.sampler import ReproducibleRandomSampler
@@ -45,6 +46,7 @@ __all__ = [
     "dataio_prep",
     "evaluate",
     "finish_run",
+    "load_overlay_run",
     "load_run",
     "make_brain",
     "train_loader_options",
@@ -240,6 +242,60 @@ def load_run(argv, check_data=None):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    return hparams, run_opts
+
+
+def load_overlay_run(argv, check_data=None, default_data_key="standin_folder"):
+    """Like :func:`load_run`, for an overlay YAML naming its system YAML (``system_hparams``).
+
+    The system YAML (e.g. ``hparams/transMel.yaml``) is loaded with the overlay's keys on
+    top, then the command line's ``--key=value``, so one overlay serves every system
+    (the RWC and polyphonic recipes' YAMLs are overlays).
+
+    As there, the inputs are checked before anything is created
+    (:func:`check_inputs`), and the output folder's checkpoints before
+    anything is written into it (:func:`check_output_folder`).
+
+    Arguments
+    ---------
+    argv : list of str
+        ``[overlay.yaml, --key=value ...]``; ``--system_hparams=...`` picks another system YAML.
+    check_data : callable, optional
+        ``check_data(data_folder)`` raises on a data folder the recipe cannot read.
+    default_data_key : str
+        The key of the corpus used when no ``data_folder`` is given.
+
+    Returns
+    -------
+    hparams : dict
+    run_opts : dict
+
+    Raises
+    ------
+    FileNotFoundError
+        The overlay names no ``system_hparams``, that file is missing, or the data
+        folder or pretrained model is missing or unusable (nothing was created).
+    timbre_lobes.checkpoints.RunFolderError
+        The output folder's checkpoints come from another corpus or other sizes (nothing was written).
+    """
+    overlay_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(overlay_file) as handle:
+        overlay_text = handle.read()
+    merged = YAML().load(overlay_text) or {}
+    for key, value in (YAML().load(overrides) or {}).items() if overrides else ():
+        merged[key] = value
+    system_file = merged.pop("system_hparams", None)
+    if not system_file or not os.path.isfile(system_file):
+        raise FileNotFoundError(f"{overlay_file}: system_hparams {system_file!r} is not a system YAML file")
+    check_inputs(system_file, merged, check_data)  # before the YAML's checkpointer creates a folder
+    with open(system_file) as handle:
+        hparams = load_hyperpyyaml(handle, merged, overrides_must_match=False)
+    check_output_folder(hparams, hparams["data_folder"] or hparams[default_data_key])
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"], hyperparams_to_save=system_file, overrides=merged
+    )
+    hparams["system_hparams"] = system_file
     return hparams, run_opts
 
 
@@ -661,8 +717,11 @@ def _check_shapes(name, module, path, folder):
         )
 
 
-def make_brain(hparams, run_opts, labels, data_folder):
+def make_brain(hparams, run_opts, labels, data_folder, brain_class=None):
     """The recipe's Brain: heads sized by ``labels``, pretrained initialisation, the run clock.
+
+    ``brain_class`` is :class:`TimbreBrain` (the default) or a subclass (e.g. the
+    polyphonic recipe's :class:`timbre_lobes.polyphonic.training.PolyphonicBrain`).
 
     Checkpoints already in ``save_folder`` must come from the same data, label
     spaces and sizes (:class:`timbre_lobes.checkpoints.RunSignature`); else the
@@ -693,7 +752,7 @@ def make_brain(hparams, run_opts, labels, data_folder):
     # Older checkpoints lack the clock.
     clock = RunClock()
     hparams["checkpointer"].add_recoverable("wall_clock", clock, optional_load=True)
-    brain = TimbreBrain(
+    brain = (brain_class or TimbreBrain)(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
         hparams=hparams,

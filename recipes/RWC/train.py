@@ -19,7 +19,7 @@ import sys
 
 from rwc_prepare import check_rwc_folder, notes_folder_for, prepare_rwc
 from speechbrain.utils.distributed import run_on_main
-from transfer import TestF1Log, load_transfer_run, scaled_optimizer
+from transfer import TestF1Log, scaled_optimizer
 
 from timbre_lobes import training
 from timbre_lobes.lobes.embed import EMBEDDING_MODULES
@@ -27,7 +27,7 @@ from timbre_lobes.lobes.embed import EMBEDDING_MODULES
 
 def main(argv):
     # The data folder, a pretrained model and the output folder's checkpoints are checked before anything is created.
-    hparams, run_opts = load_transfer_run(argv, check_data=check_rwc_folder)
+    hparams, run_opts = training.load_overlay_run(argv, check_data=check_rwc_folder)
     data_folder = hparams["data_folder"]
     if not data_folder:
         from standin import ensure_standin_corpus

@@ -1,9 +1,8 @@
 """What the RWC transfer recipe adds to the training core: an overlay YAML, per-epoch test F1, a lower
 learning rate for the pretrained modules.
 
-* :func:`load_transfer_run`: ``hparams/RWC/*.yaml`` are overlays. The system YAML they name
-  (``system_hparams``, e.g. ``hparams/transMel.yaml``) is loaded with the overlay's keys on top,
-  then the command line's ``--key=value``, so one overlay serves every system.
+* ``hparams/RWC/*.yaml`` are overlays of a system YAML, loaded by
+  :func:`timbre_lobes.training.load_overlay_run` (the polyphonic recipe's YAMLs are overlays too).
 * :class:`TestF1Log`: a :attr:`timbre_lobes.training.TimbreBrain.epoch_end_hooks` entry that scores
   category identification on the test split after every epoch and rewrites a CSV (the curves of
   the paper's Figure 2).
@@ -20,10 +19,8 @@ import re
 
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
 
-from timbre_lobes import training
 from timbre_lobes.atomic import atomic_open
 from timbre_lobes.scoring.evaluation import family_scores
 
@@ -38,57 +35,6 @@ F1_FIELDS = [
     "n_test_notes",
     "valid_EER",
 ]
-
-
-def load_transfer_run(argv, check_data=None, default_data_key="standin_folder"):
-    """Like :func:`timbre_lobes.training.load_run`, for an overlay YAML naming its system YAML.
-
-    As there, the inputs are checked before anything is created
-    (:func:`timbre_lobes.training.check_inputs`), and the output folder's
-    checkpoints before anything is written into it
-    (:func:`timbre_lobes.training.check_output_folder`).
-
-    Arguments
-    ---------
-    argv : list of str
-        ``[overlay.yaml, --key=value ...]``; ``--system_hparams=...`` picks another system YAML.
-    check_data : callable, optional
-        ``check_data(data_folder)`` raises on a data folder the recipe cannot read.
-    default_data_key : str
-        The key of the corpus used when no ``data_folder`` is given.
-
-    Returns
-    -------
-    hparams : dict
-    run_opts : dict
-
-    Raises
-    ------
-    FileNotFoundError
-        The overlay names no ``system_hparams``, that file is missing, or the data
-        folder or pretrained model is missing or unusable (nothing was created).
-    timbre_lobes.checkpoints.RunFolderError
-        The output folder's checkpoints come from another corpus or other sizes (nothing was written).
-    """
-    overlay_file, run_opts, overrides = sb.parse_arguments(argv)
-    sb.utils.distributed.ddp_init_group(run_opts)
-    with open(overlay_file) as handle:
-        overlay_text = handle.read()
-    merged = YAML().load(overlay_text) or {}
-    for key, value in (YAML().load(overrides) or {}).items() if overrides else ():
-        merged[key] = value
-    system_file = merged.pop("system_hparams", None)
-    if not system_file or not os.path.isfile(system_file):
-        raise FileNotFoundError(f"{overlay_file}: system_hparams {system_file!r} is not a system YAML file")
-    training.check_inputs(system_file, merged, check_data)  # before the YAML's checkpointer creates a folder
-    with open(system_file) as handle:
-        hparams = load_hyperpyyaml(handle, merged, overrides_must_match=False)
-    training.check_output_folder(hparams, hparams["data_folder"] or hparams[default_data_key])
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"], hyperparams_to_save=system_file, overrides=merged
-    )
-    hparams["system_hparams"] = system_file
-    return hparams, run_opts
 
 
 class TestF1Log:

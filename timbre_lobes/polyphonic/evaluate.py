@@ -7,20 +7,22 @@
 Two scoring methods are compared (the monophonic baseline of the polyphonic
 recipe): ``clip`` embeds the mixture as one sound (its first ``max_seconds``,
 as ``embed_files`` does); ``windows`` takes, per enrolment and per family, the best
-of the clip and of its ``window_seconds`` windows. Family presence scores are the
-family head's probabilities (best window for ``windows``); a family is called
+of the clip and of its ``window_seconds`` windows. Family presence scores are
+``TimbreEncoder.family_presence`` (a single-note model's softmax probabilities, a
+mixture-trained model's sigmoids; best window for ``windows``); a family is called
 present above a threshold chosen on validation mixtures (micro-F1).
 """
 
 import functools
 import os
+import time
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from timbre_lobes.data.audio import prepare_audio, read_audio_file
-from timbre_lobes.data.nsynth import read_nsynth_folder
+from timbre_lobes.data.nsynth import read_nsynth_folder, resolve_note_folder
 from timbre_lobes.polyphonic import detection
 from timbre_lobes.polyphonic.mixtures import (
     mix_audio,
@@ -30,6 +32,7 @@ from timbre_lobes.polyphonic.mixtures import (
     split_enrolment,
     write_mixtures,
 )
+from timbre_lobes.polyphonic.report import write_report
 
 METHODS = ("clip", "windows")
 
@@ -125,8 +128,8 @@ def method_rows(rows, method):
 
 
 def family_presence(model, embedded, method):
-    """``[n_mixtures, n_families]`` presence scores: the family head's probabilities, best row of the method."""
-    return np.stack([model.family_probabilities(method_rows(r, method)).max(axis=0) for r in embedded["mixtures"]])
+    """``[n_mixtures, n_families]`` presence scores (``TimbreEncoder.family_presence``), best row of the method."""
+    return np.stack([model.family_presence(method_rows(r, method)).max(axis=0) for r in embedded["mixtures"]])
 
 
 def detection_matrix(embedded, method):
@@ -151,9 +154,9 @@ def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detecti
         ``{method: threshold}`` for family presence; None chooses them on this set
         (do so on validation mixtures only).
     detection_threshold : float, optional
-        Threshold whose miss and false-alarm rates are reported (default: the
-        model's verification threshold, what ``detect`` uses on a model without
-        ``detection_threshold``).
+        Threshold whose miss and false-alarm rates are reported (default: what
+        ``detect`` uses: the model's ``detection_threshold``, else its note-to-note
+        verification threshold).
 
     Returns
     -------
@@ -165,7 +168,9 @@ def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detecti
     """
     truth_inst = detection.presence_matrix(mixtures, embedded["instruments"], "instrument")
     truth_fam = detection.presence_matrix(mixtures, model.family_labels, "family")
-    threshold = model.threshold if detection_threshold is None else detection_threshold
+    if detection_threshold is None:  # what `detect` decides with
+        detection_threshold = model.detection_threshold if model.detection_threshold is not None else model.threshold
+    threshold = detection_threshold
     results = {}
     for method in METHODS:
         scores = detection_matrix(embedded, method)
@@ -181,3 +186,88 @@ def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detecti
             ),
         }
     return results
+
+
+#: The validation set's name: it chooses the family-presence thresholds the other sets use.
+VALID_SET = "rendered valid"
+
+
+def mixture_folders(data_folder, real_folder=None):
+    """``{set name: note folder}``: the corpus's validation and test splits, and the real notes if given.
+
+    Raises
+    ------
+    timbre_lobes.data.nsynth.DataFolderError
+        A folder is missing or holds no NSynth-format notes.
+    """
+    folders = {
+        VALID_SET: resolve_note_folder(data_folder, "valid"),
+        "rendered test": resolve_note_folder(data_folder, "test"),
+    }
+    if real_folder:
+        folders["real NSynth"] = resolve_note_folder(real_folder, "test")
+    return folders
+
+
+def evaluate_on_mixtures(model, folders, output_folder, config, title=None):
+    """Scores ``model`` on the mixtures of every folder and writes the report (:mod:`timbre_lobes.polyphonic.report`).
+
+    The first set (:data:`VALID_SET`) chooses the family-presence thresholds; each
+    set's mixtures are drawn once into ``<output_folder>/<set>_mixtures.json``.
+
+    Arguments
+    ---------
+    model : TimbreEncoder
+        The exported model.
+    folders : dict
+        :func:`mixture_folders`' output.
+    output_folder : str
+        Where the manifests and the report go.
+    config : dict
+        ``sampler`` (the sampler's settings), ``valid_per_count``, ``test_per_count``,
+        ``n_enrol``, ``window_seconds``, ``hop_seconds``, ``seed``; ``model`` (its folder, named in the report).
+
+    Returns
+    -------
+    (dict, str)
+        The results by set and the Markdown summary.
+    """
+    os.makedirs(output_folder, exist_ok=True)
+    start = time.time()
+    scored, sets, thresholds = {}, {}, None
+    for name, folder in folders.items():
+        per_count = config["valid_per_count"] if name == VALID_SET else config["test_per_count"]
+        manifest = os.path.join(output_folder, name.replace(" ", "_") + "_mixtures.json")
+        mixtures, enrol, root = mixture_set(
+            folder, manifest, per_count, config["sampler"], n_enrol=config["n_enrol"], seed=config["seed"]
+        )
+        embedded = embed_mixture_set(
+            model, mixtures, enrol, root, config["window_seconds"], config["hop_seconds"], desc=name
+        )
+        result = score_mixture_set(model, embedded, mixtures, thresholds)
+        if name == VALID_SET:
+            thresholds = {m: r["family_presence"]["threshold"] for m, r in result.items()}
+        scored[name] = result
+        sets[name] = {
+            "folder": folder,
+            "n_mixtures": len(mixtures),
+            "n_instruments": len(embedded["instruments"]),
+            "n_enrol": config["n_enrol"],
+            "manifest": manifest,
+        }
+        print(f"{name}: {len(mixtures)} mixtures scored")
+    run = {
+        "model": os.path.abspath(config["model"]),
+        "family_output": model.family_output,
+        "threshold": model.detection_threshold if model.detection_threshold is not None else model.threshold,
+        "verification_threshold": model.threshold,
+        "detection_threshold": model.detection_threshold,
+        **{k: config[k] for k in ("sampler", "window_seconds", "hop_seconds", "seed")},
+        "sets": sets,
+        "wall_seconds": round(time.time() - start, 1),
+        "description": "Family thresholds chosen on the rendered validation mixtures; "
+        "the miss / false-alarm rates are those of `detect`'s default threshold (the model's detection_threshold, "
+        "else its note-to-note verification threshold).",
+        "title": title or f"{os.path.basename(os.path.normpath(config['model']))} on mixtures of unseen instruments",
+    }
+    return scored, write_report(scored, output_folder, run)

@@ -87,8 +87,8 @@ def sample_mixtures(
         Range of the sources' gains in dB (before the mixture's peak normalisation).
     scale : str, optional
         One of :data:`SCALES`, or None for any pitches.
-    seed : int
-        The draw is a function of ``(notes, options, seed)`` only.
+    seed : int or sequence of int
+        The draw is a function of ``(notes, options, seed)`` only (e.g. ``[seed, epoch]``).
     prefix : str
         Mixture ids are ``<prefix><index, 5 digits>``.
 

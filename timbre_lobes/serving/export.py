@@ -82,6 +82,7 @@ def export_model(
     hparams_file=None,
     max_pairs=200_000,
     family_encoder=None,
+    extra_settings=None,
 ):
     """Writes the inference folder of a trained system, atomically.
 
@@ -116,6 +117,9 @@ def export_model(
         The family label space, in the family head's order (the data
         preparation's ``family_encoder.txt``); written as the export's
         ``family_encoder.txt``. None: NSynth's 11 families.
+    extra_settings : dict, optional
+        Plain values added to the export's ``hyperparams.yaml`` (e.g. the polyphonic
+        recipe's ``family_output: sigmoid`` and ``detection_threshold``).
 
     Returns
     -------
@@ -150,6 +154,7 @@ def export_model(
                 valid_set,
                 hparams_file,
                 max_pairs,
+                extra_settings or {},
             )
     return export_folder
 
@@ -178,6 +183,7 @@ def _write_export(
     valid_set,
     hparams_file,
     max_pairs,
+    extra_settings,
 ):
     """Fills ``folder`` with everything the export holds, then checks it loads back."""
     # Under DDP the brain's modules are wrappers; the export holds the modules themselves.
@@ -219,6 +225,7 @@ def _write_export(
         "verification_threshold": float(threshold),
         "family_scale": float(_family_scale(hparams)),
         **AUDIO_DEFAULTS,
+        **extra_settings,
     }
     with atomic_open(os.path.join(folder, HPARAMS_FILE)) as handle:
         handle.write(inference_yaml(settings, definitions, list(modules), origin, hparams_file))

@@ -83,6 +83,8 @@ class TimbreEncoder(EncoderClassifier):
         #: Mixture-calibrated threshold of :meth:`detect_files`, where the export has one (else None).
         detection = getattr(hp, "detection_threshold", None)
         self.detection_threshold = None if detection is None else float(detection)
+        #: ``softmax`` (one family per sound: the single-note heads) or ``sigmoid`` (presence, trained on mixtures).
+        self.family_output = str(getattr(hp, "family_output", "softmax"))
         self.model_id = str(getattr(hp, "model_id", ""))
         self.family_labels = [hp.family_encoder.ind2lab[i] for i in range(len(hp.family_encoder))]
         self.instrument_labels = [hp.instrument_encoder.ind2lab[i] for i in range(len(hp.instrument_encoder))]
@@ -335,6 +337,17 @@ class TimbreEncoder(EncoderClassifier):
         logits for linear heads (``family_scale`` = 1).
         """
         return self._head_probabilities("family_head", embeddings)
+
+    def family_presence(self, embeddings):
+        """[n, emb] embeddings -> [n, n_families] presence scores in [0, 1], for mixtures.
+
+        A model trained on mixtures (the export says ``family_output: sigmoid``) scores each
+        family on its own: the sigmoid of its logit. A single-note model's family head is a
+        softmax over families, so its probabilities stand in (the polyphonic baseline).
+        """
+        if self.family_output == "sigmoid":
+            return torch.sigmoid(self._head_scores("family_head", embeddings)).numpy()
+        return self.family_probabilities(embeddings)
 
     def instrument_probabilities(self, embeddings):
         """[n, emb] embeddings -> [n, n_training_instruments] probabilities.

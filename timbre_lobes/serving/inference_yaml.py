@@ -133,6 +133,23 @@ def _emit(key, node, indent, tag=None):
     return [f"{pad}{key}: {_scalar(node)}"]
 
 
+#: The settings :func:`inference_yaml` writes with their comments; others follow them plainly.
+KNOWN_SETTINGS = (
+    "system",
+    "model_id",
+    "sample_rate",
+    "verification_threshold",
+    "family_scale",
+    "max_seconds",
+    "min_seconds",
+    "trim_db",
+    "long_audio",
+    "window_hop_seconds",
+    "max_windows",
+    "max_read_seconds",
+)
+
+
 def inference_yaml(settings, definitions, module_names, origin, hparams_file):
     """The text of the exported ``hyperparams.yaml``.
 
@@ -142,7 +159,9 @@ def inference_yaml(settings, definitions, module_names, origin, hparams_file):
         ``system``, ``model_id``, ``sample_rate`` (Hz), ``verification_threshold``
         (cosine), ``family_scale`` and the audio settings (``max_seconds``,
         ``min_seconds``, ``trim_db``, ``long_audio``, ``window_hop_seconds``,
-        ``max_windows``, ``max_read_seconds``).
+        ``max_windows``, ``max_read_seconds``); any other key (an export's
+        ``extra_settings``, e.g. ``family_output``, ``detection_threshold``) is written
+        after them as a plain value.
     definitions : dict
         ``{module name: YAML text}``, from :func:`training_definitions`.
     module_names : list of str
@@ -187,6 +206,8 @@ def inference_yaml(settings, definitions, module_names, origin, hparams_file):
         f"window_hop_seconds: {_scalar(s['window_hop_seconds'])}",
         f"max_windows: {s['max_windows']}",
         f"max_read_seconds: {_scalar(s['max_read_seconds'])}",
+        "",
+        *[f"{key}: {_scalar(value)}" for key, value in s.items() if key not in KNOWN_SETTINGS],
         "",
         "audio_normalizer: !new:speechbrain.dataio.preprocess.AudioNormalizer",
         "    sample_rate: !ref <sample_rate>",

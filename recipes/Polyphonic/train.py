@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Trains a system on mixtures of notes to hear which instruments and families play, then scores it.
+
+    python recipes/Polyphonic/train.py hparams/poly_transMel.yaml [--data_folder=/path/to/nsynth] \\
+        [--pretrained_model=results/demo/model] [--key=value ...]
+
+The YAML is an overlay of a system YAML (``system_hparams``). The corpus is prepared
+as for the NSynth recipe (instrument-disjoint splits); every epoch draws new training
+mixtures of 1 to ``max_sources`` training instruments, and the heads learn each
+instrument's and family's presence (binary cross-entropy). Fixed validation mixtures
+of the validation instruments, scored by enrolment detection (EER), select the
+checkpoint. The best one is exported (``<output_folder>/model``, with
+``family_output: sigmoid`` and the validation EER threshold as
+``detection_threshold``, so ``python -m timbre_lobes detect`` uses it) and scored on
+the test and real mixtures as ``evaluate.py`` scores the single-note baseline
+(``<output_folder>/mixtures/``). See recipes/Polyphonic/README.md.
+"""
+
+import csv
+import os
+import sys
+
+from speechbrain.utils.distributed import run_on_main
+
+# The corpus is prepared exactly as the NSynth recipe prepares it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "NSynth"))
+from nsynth_prepare import prepare_nsynth  # noqa: E402
+
+from timbre_lobes import training  # noqa: E402
+from timbre_lobes.data.nsynth import check_corpus  # noqa: E402
+from timbre_lobes.polyphonic.evaluate import VALID_SET, evaluate_on_mixtures, mixture_folders, mixture_set  # noqa: E402
+from timbre_lobes.polyphonic.mixtures import resolve_wav  # noqa: E402
+from timbre_lobes.polyphonic.training import COLLATE, MixtureDataset, PolyphonicBrain  # noqa: E402
+from timbre_lobes.serving.export import export_model  # noqa: E402
+from timbre_lobes.serving.inference import TimbreEncoder  # noqa: E402
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def main(argv):
+    hparams, run_opts = training.load_overlay_run(
+        argv, check_data=check_corpus, default_data_key="default_corpus_folder"
+    )
+    data_folder = training.resolve_data_folder(hparams)
+    folders = mixture_folders(data_folder, hparams["real_folder"])
+    run_on_main(
+        prepare_nsynth,
+        kwargs={
+            "data_folder": data_folder,
+            "save_folder": hparams["save_folder"],
+            "skip_prep": hparams["skip_prep"],
+            "sample_rate": hparams["sample_rate"],
+            "protocol": training.protocol_of(hparams),
+            **training.closed_set_of(hparams),
+        },
+    )
+    # Isolated notes: the validation notes give the export's note-to-note verification threshold.
+    notes, labels = training.dataio_prep(hparams, data_folder)
+    train_rows = read_rows(os.path.join(hparams["save_folder"], "train.csv"))
+    train_set = MixtureDataset(
+        labels,
+        data_folder,
+        notes=train_rows,
+        n_per_epoch=hparams["mixtures_per_epoch"],
+        settings=hparams["train_sampler"],
+        seed=hparams["seed"],
+        sample_rate=hparams["sample_rate"],
+    )
+    valid_mixtures, valid_enrol, valid_root = mixture_set(
+        folders[VALID_SET],
+        os.path.join(hparams["save_folder"], "valid_mixtures.json"),
+        hparams["valid_per_count"],
+        hparams["sampler"],
+        n_enrol=hparams["n_enrol"],
+        seed=hparams["seed"],
+    )
+    valid_set = MixtureDataset(labels, valid_root, mixtures=valid_mixtures, sample_rate=hparams["sample_rate"])
+    brain = training.make_brain(hparams, run_opts, labels, data_folder, brain_class=PolyphonicBrain)
+    brain.train_mixtures = train_set
+    brain.valid_mixtures = valid_mixtures
+    brain.valid_enrolment = {n: [resolve_wav(r["wav"], valid_root) for r in rows] for n, rows in valid_enrol.items()}
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_set,
+        valid_set,
+        train_loader_kwargs={**hparams["train_dataloader_opts"], **COLLATE},
+        valid_loader_kwargs={**hparams["eval_dataloader_opts"], **COLLATE},
+    )
+    best = brain.checkpointer.recover_if_possible(min_key="EER")
+    if best is None:
+        raise FileNotFoundError(f"no checkpoint in {hparams['save_folder']}: training saved none")
+    export_folder = hparams.get("export_folder") or os.path.join(hparams["output_folder"], "model")
+    results = {"data_folder": os.path.abspath(data_folder), "valid_mixtures": dict(best.meta)}
+    export_model(
+        hparams,
+        brain,
+        labels["instrument"],
+        results,
+        export_folder,
+        valid_set=notes["valid"],
+        family_encoder=labels["family"],
+        extra_settings={"family_output": "sigmoid", "detection_threshold": float(best.meta["EER_threshold"])},
+    )
+    print(f"Exported the model to {export_folder} (validation mixtures: EER {best.meta['EER']:.2f} %)")
+    model = TimbreEncoder.from_hparams(source=export_folder, run_opts={"device": str(brain.device)})
+    scored, summary = evaluate_on_mixtures(
+        model, folders, os.path.join(hparams["output_folder"], "mixtures"), {**hparams, "model": export_folder}
+    )
+    print(summary)
+    return scored
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except (training.RunFolderError, FileNotFoundError, ValueError) as err:  # a folder that does not fit: its message
+        sys.exit(f"train.py: error: {err}")

@@ -1,0 +1,245 @@
+"""Training on mixtures: a dataset of mixtures drawn anew every epoch, and the Brain that learns presence.
+
+The model is the single-note system (front end -> normalisation -> ResNet-LDE
+encoder) with its two heads turned into *presence* heads. The instrument head
+is trained with :class:`SetCrossEntropy` (a softmax over the training
+instruments whose target shares its mass among those present), so a mixture's
+embedding is pulled towards each present instrument's head row at once, which is
+what enrolment detection of unseen instruments needs: the cosine between a
+mixture and an enrolment (the same encoder on isolated notes) is high when the
+instrument plays. The family head answers "does a note of this family play?"
+once per family (binary cross-entropy, ``torch.nn.BCEWithLogitsLoss``), so its
+sigmoids are presence probabilities.
+
+Validation scores the fixed validation mixtures with the validation instruments'
+enrolments (detection EER, which selects the checkpoint) and the family head
+(presence micro-F1 at probability 0.5, mAP).
+"""
+
+import numpy as np
+import speechbrain as sb
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.dataio.dataio import read_audio
+
+from timbre_lobes.lobes.embed import embed_unpadded, embed_waveforms
+from timbre_lobes.polyphonic import detection
+from timbre_lobes.polyphonic.mixtures import mix_audio, sample_mixtures
+from timbre_lobes.training import TimbreBrain
+
+
+class MixtureDataset(torch.utils.data.Dataset):
+    """Mixtures as training or validation items: ``id``, ``sig`` and multi-hot presence targets.
+
+    Either a fixed list of mixtures (validation), or ``n_per_epoch`` mixtures of
+    ``notes`` drawn by :meth:`draw` for each epoch from ``(seed, epoch)``
+    (training: every epoch hears new combinations, and a resumed run the same ones).
+
+    Arguments
+    ---------
+    labels : dict
+        ``{"instrument": CategoricalEncoder, "family": CategoricalEncoder}``: the
+        columns of the targets (an instrument outside the encoder, e.g. an unseen
+        validation one, sets no column).
+    data_root : str
+        What ``$data_root`` stands for in the notes' wav paths.
+    mixtures : list of dict, optional
+        Fixed mixtures (:func:`timbre_lobes.polyphonic.mixtures.sample_mixtures`).
+    notes : list of dict, optional
+        Manifest rows to draw from, with ``n_per_epoch`` and ``settings``.
+    n_per_epoch : int, optional
+        Mixtures per epoch.
+    settings : dict, optional
+        The sampler's keyword arguments (``max_sources``, ``seconds`` ...).
+    seed : int
+        Seed of the draws.
+    sample_rate : int
+        Rate of ``sig`` in Hz.
+
+    Items
+    -----
+    ``{"id": str, "sig": [samples] tensor, "instrument_presence": [n_instruments]
+    float tensor, "family_presence": [n_families] float tensor}``.
+    """
+
+    def __init__(
+        self, labels, data_root, mixtures=None, notes=None, n_per_epoch=None, settings=None, seed=0, sample_rate=16000
+    ):
+        if (mixtures is None) == (notes is None):
+            raise ValueError("give either fixed mixtures or notes to draw them from")
+        self.labels = labels
+        self.data_root = data_root
+        self.notes, self.n_per_epoch, self.settings, self.seed = notes, n_per_epoch, settings or {}, seed
+        self.sample_rate = sample_rate
+        self.mixtures = mixtures if mixtures is not None else []
+        if notes is not None:
+            self.draw(0)
+
+    def draw(self, epoch):
+        """Draws the mixtures of ``epoch`` (no-op for fixed mixtures)."""
+        if self.notes is not None:
+            self.mixtures = sample_mixtures(
+                self.notes, self.n_per_epoch, seed=[self.seed, int(epoch)], prefix=f"e{int(epoch)}_", **self.settings
+            )
+
+    def __len__(self):
+        return len(self.mixtures)
+
+    def _multi_hot(self, encoder, names):
+        target = torch.zeros(len(encoder))
+        for name in names:
+            if name in encoder.lab2ind:
+                target[encoder.lab2ind[name]] = 1.0
+        return target
+
+    def __getitem__(self, index):
+        mixture = self.mixtures[index]
+        signal = mix_audio(mixture, self.data_root, self.sample_rate)
+        return {
+            "id": mixture["id"],
+            "sig": torch.from_numpy(signal),
+            "instrument_presence": self._multi_hot(
+                self.labels["instrument"], [s["instrument"] for s in mixture["sources"]]
+            ),
+            "family_presence": self._multi_hot(self.labels["family"], [s["family"] for s in mixture["sources"]]),
+        }
+
+
+class SetCrossEntropy(torch.nn.Module):
+    """Softmax cross-entropy whose target shares its mass among the classes present (multi-label softmax).
+
+    For a mixture of k training instruments the target gives each 1/k: the
+    embedding is pulled towards every present instrument's head row, with the
+    softmax's competition against all the absent ones, as the single-note training
+    pulls a note towards its own (Mahajan et al. 2018, "Exploring the limits of
+    weakly supervised pretraining", use this loss for multi-label targets). A
+    per-output binary cross-entropy over hundreds of instruments is dominated by the
+    absent ones and hardly moves the embedding.
+
+    Arguments (of ``forward``)
+    ---------
+    logits : torch.Tensor
+        [batch, n_classes].
+    targets : torch.Tensor
+        [batch, n_classes] multi-hot (rows without a class count nothing).
+
+    Example
+    -------
+    >>> loss = SetCrossEntropy()
+    >>> float(loss(torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 1.0]])))  # log 2: both present, equal scores
+    0.693...
+    """
+
+    def forward(self, logits, targets):
+        mass = targets.sum(dim=-1, keepdim=True)
+        keep = mass[:, 0] > 0
+        if not keep.any():
+            return logits.sum() * 0.0
+        share = targets[keep] / mass[keep]
+        return -(share * torch.log_softmax(logits[keep], dim=-1)).sum(dim=-1).mean()
+
+
+#: Loader options every mixture loader needs (the items are dicts of tensors, not a DynamicItemDataset).
+COLLATE = {"collate_fn": PaddedBatch}
+
+
+class PolyphonicBrain(TimbreBrain):
+    """Learns instrument and family presence in mixtures; validates enrolment detection on unseen instruments.
+
+    Set before ``fit``: ``train_mixtures`` (the :class:`MixtureDataset` drawn
+    anew each epoch), ``valid_mixtures`` (the list of fixed validation mixtures,
+    in the validation loader's order) and ``valid_enrolment`` (``{instrument:
+    [wav paths]}`` of the validation instruments' enrolment notes). After each
+    validation, ``valid_stats`` holds ``EER``, ``EER_threshold``,
+    ``family_micro_f1`` and ``family_mAP``.
+    """
+
+    train_mixtures = None
+    valid_mixtures = ()
+    valid_enrolment = None
+    valid_stats = None
+
+    def compute_forward(self, batch, stage):
+        """Mixtures -> (embeddings [B, 1, E], instrument logits or None, family logits [B, 1, F], lens)."""
+        batch = batch.to(self.device)
+        wavs, lens = batch.sig
+        if stage == sb.Stage.TRAIN:
+            for name in ("audio_effects", "noise_floor"):
+                augmenter = getattr(self.hparams, name, None)
+                if augmenter is not None:
+                    wavs, lens = augmenter(wavs, lens)
+            embeddings = embed_waveforms(self.modules, wavs, lens, epoch=self.hparams.epoch_counter.current)
+            return embeddings, self.modules.instrument_head(embeddings), self.modules.family_head(embeddings), lens
+        embeddings = embed_unpadded(self.modules, wavs, lens)
+        return embeddings, None, self.modules.family_head(embeddings), lens
+
+    def compute_objectives(self, predictions, batch, stage):
+        """instrument_weight x instrument loss + family_weight x family loss; off training the family loss."""
+        embeddings, instrument_out, family_out, _ = predictions
+        families = batch.family_presence.data
+        family_loss = self.hparams.family_presence_loss(family_out[:, 0], families)
+        if stage == sb.Stage.TRAIN:
+            targets = batch.instrument_presence.data
+            instrument_loss = self.hparams.instrument_presence_loss(instrument_out[:, 0], targets)
+            return self.hparams.instrument_weight * instrument_loss + self.hparams.family_weight * family_loss
+        self.collected_rows.append(
+            (embeddings[:, 0].detach().cpu().numpy(), torch.sigmoid(family_out[:, 0]).detach().cpu().numpy())
+        )
+        return family_loss
+
+    def on_stage_start(self, stage, epoch=None):
+        """Draws the epoch's training mixtures; starts collecting off training."""
+        if stage == sb.Stage.TRAIN and self.train_mixtures is not None and epoch is not None:
+            self.train_mixtures.draw(epoch)
+        self.collected_rows = []
+
+    def enrolment_embeddings(self):
+        """``(instruments, [n, emb] unit embeddings)`` of :attr:`valid_enrolment`, with the current weights."""
+        rows = {}
+        with torch.no_grad():
+            for name, paths in self.valid_enrolment.items():
+                signals = [read_audio(p) for p in paths]
+                length = max(s.shape[0] for s in signals)
+                wavs = torch.stack([torch.nn.functional.pad(s, (0, length - s.shape[0])) for s in signals])
+                lens = torch.tensor([s.shape[0] / length for s in signals])
+                rows[name] = (
+                    embed_unpadded(self.modules, wavs.to(self.device), lens.to(self.device))[:, 0].cpu().numpy()
+                )
+        return detection.enrolment_embeddings(rows)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Scores the validation mixtures, anneals the learning rate, logs and checkpoints."""
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = {"loss": stage_loss}
+            return
+        if stage != sb.Stage.VALID:
+            return
+        embeddings = np.concatenate([e for e, _ in self.collected_rows])
+        presence = np.concatenate([p for _, p in self.collected_rows])
+        names, enrolled = self.enrolment_embeddings()
+        mixtures = list(self.valid_mixtures)
+        scores = np.stack([detection.window_scores(e[None], enrolled) for e in embeddings])
+        found = detection.detection_scores(scores, detection.presence_matrix(mixtures, names, "instrument"), mixtures)
+        family = detection.family_presence_scores(
+            presence,
+            detection.presence_matrix(mixtures, self.family_labels, "family"),
+            mixtures,
+            0.5,
+            self.family_labels,
+        )
+        stats = {
+            "loss": stage_loss,
+            "EER": found["all"]["EER"],
+            "EER_threshold": found["all"]["threshold"],
+            "family_micro_f1": family["all"]["micro_f1"],
+            "family_mAP": family["all"]["micro_mAP"],
+        }
+        self.valid_stats = stats
+        old_lr, new_lr = self.hparams.lr_annealing(epoch)
+        sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+        self.hparams.train_logger.log_stats(
+            stats_meta={"epoch": epoch, "lr": old_lr}, train_stats=self.train_stats, valid_stats=stats
+        )
+        self.checkpointer.save_and_keep_only(
+            meta={k: stats[k] for k in ("EER", "EER_threshold", "family_micro_f1")}, min_keys=["EER"], keep_recent=True
+        )
