@@ -100,6 +100,39 @@ def test_start_from_an_export_gives_its_embeddings_before_training(nsynth_run, t
     assert torch.allclose(mine, exported, atol=1e-6)
 
 
+def test_pretrained_heads_load_when_the_labels_are_the_same(nsynth_run, tmp_path):
+    """pretrained_heads starts both heads from the export's; other labels are a clear error."""
+    export = nsynth_run / "model"
+    save = tmp_path / "ft" / "save"
+
+    def hparams_with(instrument_file):
+        overrides = {
+            **{arg[2:].split("=")[0]: _value(arg) for arg in TINY},
+            "output_folder": str(tmp_path / "ft"),
+            "pretrained_model": str(export),
+        }
+        with open(os.path.join(REPO, "hparams", "transMel.yaml")) as handle:
+            hparams = load_hyperpyyaml(handle, overrides)
+        hparams["pretrained_heads"] = True
+        save.mkdir(parents=True, exist_ok=True)
+        shutil.copy(export / "family_encoder.txt", save / "family_encoder.txt")
+        shutil.copy(instrument_file, save / "instrument_encoder.txt")
+        labels = {k: training.load_label_encoder(str(save / f"{k}_encoder.txt")) for k in ("instrument", "family")}
+        training.add_heads(hparams, labels)
+        return hparams
+
+    hparams = hparams_with(export / "instrument_encoder.txt")
+    assert training.initialise_from_pretrained(hparams) is True
+    for key in ("instrument_head", "family_head"):
+        saved = torch.load(export / f"{key}.ckpt", weights_only=True)
+        assert all(torch.equal(saved[k], v) for k, v in hparams[key].state_dict().items())
+    names = label_file(export / "instrument_encoder.txt")
+    _encoder(list(reversed(names))).save(str(tmp_path / "other.txt"))
+    hparams = hparams_with(tmp_path / "other.txt")
+    with pytest.raises(ValueError, match="instrument_encoder.txt lists other labels"):
+        training.initialise_from_pretrained(hparams)
+
+
 def test_fine_tune_run_keeps_the_frozen_front_end_and_trains_the_rest(nsynth_run, three_class_corpus, tmp_path):
     out = tmp_path / "ft"
     run_recipe(

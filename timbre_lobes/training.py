@@ -691,8 +691,39 @@ def initialise_from_pretrained(hparams):
         _check_shapes(name, hparams[name], pretrainer.paths.get(name), folder)
     pretrainer.collect_files(local_strategy=LocalStrategy.NO_LINK)
     pretrainer.load_collected()
-    print(f"Initialised {', '.join(pretrainer.loadables)} from {folder}")
+    loaded = list(pretrainer.loadables)
+    if hparams.get("pretrained_heads"):
+        loaded += load_pretrained_heads(hparams, folder)
+    print(f"Initialised {', '.join(loaded)} from {folder}")
     return True
+
+
+def load_pretrained_heads(hparams, folder):
+    """Loads the export's instrument and family heads into this run's, when their label spaces are the same.
+
+    For training on with the same classes (the polyphonic recipe starts its presence heads
+    from the single-note model trained on the same corpus). Returns the heads loaded.
+
+    Raises
+    ------
+    ValueError
+        A head's labels differ from this run's (another corpus or split): the message says
+        which, since such a head's rows would name other classes.
+    """
+    loaded = []
+    for key, labels_file in HEAD_LABELS.items():
+        mine = load_label_encoder(os.path.join(hparams["save_folder"], labels_file))
+        theirs = load_label_encoder(os.path.join(folder, labels_file))
+        if [mine.ind2lab[i] for i in range(len(mine))] != [theirs.ind2lab[i] for i in range(len(theirs))]:
+            raise ValueError(
+                f"pretrained_heads: {folder}'s {labels_file} lists other labels than this run's "
+                f"({len(theirs)} vs {len(mine)}): its {key} cannot be reused; set pretrained_heads: False"
+            )
+        path = os.path.join(folder, f"{key}.ckpt")
+        _check_shapes(key, hparams[key], path, folder)
+        hparams[key].load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        loaded.append(key)
+    return loaded
 
 
 def _check_shapes(name, module, path, folder):
