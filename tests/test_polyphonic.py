@@ -268,12 +268,16 @@ def test_detect_verb_on_a_two_note_mixture(capsys, tiny_model, tiny_corpus, tmp_
         assert status == 0, err
         record = json.loads(out)
         assert record["mixture"] == str(path) and record["present"] == (record["score"] >= record["threshold"])
+        assert record["window_seconds"] == 1.5  # a single-note model's default
         scores[name] = record["score"]
     from timbre_lobes.serving.inference import TimbreEncoder
 
     model = TimbreEncoder.from_hparams(source=str(tiny_model))
     score, _ = model.detect_files(str(path), files[present])
     assert score == pytest.approx(scores[present], abs=1e-5)
+    signal = model.load_full(str(path))
+    assert model.mixture_embeddings(signal, 0).shape[0] == 1  # the clip alone
+    assert model.mixture_embeddings(signal, 0.5, 0.25).shape[0] == 1 + 5  # and 0.5 s windows every 0.25 s
     # The best window of the mixture holds the enrolled instrument's note alone (before the other's onset).
     assert scores[present] > scores[absent]
     status, out, err = run("detect", path, tmp_path / "missing.wav", "--enrol", *files[present], "--model", tiny_model)
@@ -356,6 +360,7 @@ def test_training_recipe_end_to_end(tiny_corpus, tmp_path):
 
     model = TimbreEncoder.from_hparams(source=str(out / "model"))
     assert model.family_output == "sigmoid" and model.detection_threshold is not None
+    assert model.detection_window_seconds == 0.0  # its threshold was chosen on whole-clip scores
     emb = np.random.default_rng(0).normal(size=(2, 32))
     presence = model.family_presence(emb)
     assert presence.shape == (2, len(model.family_labels)) and not np.allclose(presence.sum(axis=1), 1.0)
@@ -363,3 +368,21 @@ def test_training_recipe_end_to_end(tiny_corpus, tmp_path):
     assert list(record["results"]) == ["rendered valid", "rendered test"]
     assert record["run"]["threshold"] == pytest.approx(model.detection_threshold)
     assert (out / "mixtures" / "by_sources.png").stat().st_size > 0
+
+
+def test_set_cross_entropy_shares_the_target_among_present_classes():
+    import torch
+
+    from timbre_lobes.polyphonic.training import SetCrossEntropy
+
+    loss = SetCrossEntropy()
+    logits = torch.zeros(2, 4, requires_grad=True)
+    targets = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])  # the second row names no class
+    value = loss(logits, targets)
+    assert float(value.detach()) == pytest.approx(np.log(4.0))  # uniform scores: -log(1/4) for each present class
+    value.backward()
+    grad = logits.grad[0]
+    assert grad[0] < 0 and grad[1] < 0 and grad[2] > 0 and grad[3] > 0  # up for present, down for absent
+    assert torch.equal(logits.grad[1], torch.zeros(4))  # a row without a class does not count
+    best = torch.tensor([[5.0, 5.0, -5.0, -5.0]])
+    assert float(loss(best, targets[:1])) < float(loss(torch.tensor([[5.0, -5.0, 5.0, -5.0]]), targets[:1]))

@@ -102,7 +102,12 @@ def main(argv):
         export_folder,
         valid_set=notes["valid"],
         family_encoder=labels["family"],
-        extra_settings={"family_output": "sigmoid", "detection_threshold": float(best.meta["EER_threshold"])},
+        # The threshold was chosen on whole-clip scores of the validation mixtures: `detect` scores the clip too.
+        extra_settings={
+            "family_output": "sigmoid",
+            "detection_threshold": float(best.meta["EER_threshold"]),
+            "detection_window_seconds": 0.0,
+        },
     )
     print(f"Exported the model to {export_folder} (validation mixtures: EER {best.meta['EER']:.2f} %)")
     model = TimbreEncoder.from_hparams(source=export_folder, run_opts={"device": str(brain.device)})

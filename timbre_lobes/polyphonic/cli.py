@@ -10,7 +10,7 @@ unusable enrolment note stops the command, since the enrolment would not be what
 
 import json
 
-from timbre_lobes.argtypes import positive_float
+from timbre_lobes.argtypes import non_negative_float, positive_float
 
 
 def add_detect_parser(subparsers):
@@ -34,7 +34,11 @@ def add_detect_parser(subparsers):
         help="decision threshold (default: the model's detection_threshold, else its verification threshold)",
     )
     parser.add_argument(
-        "--window-seconds", type=positive_float, default=1.5, metavar="S", help="window length (default: 1.5)"
+        "--window-seconds",
+        type=non_negative_float,
+        default=None,
+        metavar="S",
+        help="window length; 0 = the whole clip alone (default: the model's, 1.5 for a single-note model)",
     )
     parser.add_argument(
         "--hop-seconds", type=positive_float, default=0.5, metavar="S", help="window hop (default: 0.5)"
@@ -60,15 +64,16 @@ def run_detect(args):
     threshold = args.threshold
     if threshold is None:
         threshold = model.detection_threshold if model.detection_threshold is not None else model.threshold
+    window = model.detection_window_seconds if args.window_seconds is None else args.window_seconds
     for path in files:
         try:
-            score, present = model.detect_files(path, enrolled, threshold, args.window_seconds, args.hop_seconds)
+            score, present = model.detect_files(path, enrolled, threshold, window, args.hop_seconds)
         except AudioError as error:
             failures.append(error)
             continue
         if args.json:
             record = {"mixture": path, "score": score, "threshold": threshold, "present": present}
-            print(json.dumps({**record, "enrolment": enrol}))
+            print(json.dumps({**record, "window_seconds": window, "enrolment": enrol}))
         else:
             verdict = "present" if present else "absent"
             print(f"{path}: score {score:.4f} (threshold {threshold:.4f}): {verdict}")

@@ -85,6 +85,8 @@ class TimbreEncoder(EncoderClassifier):
         self.detection_threshold = None if detection is None else float(detection)
         #: ``softmax`` (one family per sound: the single-note heads) or ``sigmoid`` (presence, trained on mixtures).
         self.family_output = str(getattr(hp, "family_output", "softmax"))
+        #: Windows of :meth:`detect_files` in s (0: the whole clip alone), the export's where it has one.
+        self.detection_window_seconds = float(getattr(hp, "detection_window_seconds", 1.5) or 0.0)
         self.model_id = str(getattr(hp, "model_id", ""))
         self.family_labels = [hp.family_encoder.ind2lab[i] for i in range(len(hp.family_encoder))]
         self.instrument_labels = [hp.instrument_encoder.ind2lab[i] for i in range(len(hp.instrument_encoder))]
@@ -431,7 +433,8 @@ class TimbreEncoder(EncoderClassifier):
         Row 0 embeds the sound as :meth:`embed_files` does (its first ``max_seconds``);
         the others embed ``window_seconds`` windows every ``hop_seconds`` (at most
         ``max_windows``, spread evenly), so a note that plays in one part of the clip
-        dominates one of them. Each is embedded as if alone.
+        dominates one of them; ``window_seconds`` 0 or None gives row 0 alone. Each is
+        embedded as if alone.
 
         Arguments
         ---------
@@ -441,6 +444,8 @@ class TimbreEncoder(EncoderClassifier):
             Window length and hop in s.
         """
         excerpt = signal if self.max_seconds is None else signal[: int(round(self.max_seconds * self.sample_rate))]
+        if not window_seconds:
+            return self.embed_signals([excerpt], batch_size).numpy()
         window = max(1, int(round(window_seconds * self.sample_rate)))
         hop = max(1, int(round(hop_seconds * self.sample_rate)))
         windows = list(audio_windows(signal, window, hop, self.max_windows))
@@ -467,16 +472,17 @@ class TimbreEncoder(EncoderClassifier):
             raise ValueError("an enrolment needs at least one file")
         return enrolment_embeddings({"enrolled": self.embed_files(list(paths))})[1][0]
 
-    def detect_files(self, mixture, enrol, threshold=None, window_seconds=1.5, hop_seconds=0.5):
+    def detect_files(self, mixture, enrol, threshold=None, window_seconds=None, hop_seconds=0.5):
         """Is the enrolled instrument playing in ``mixture``? Returns ``(score, score >= threshold)``.
 
         ``enrol`` is a list of files (isolated notes of one instrument) or the array
         :meth:`enrol_files` made of them. The score is the best cosine between the
         enrolment and the mixture's windows (:meth:`mixture_embeddings`,
-        :func:`timbre_lobes.polyphonic.detection.window_scores`). The default
-        threshold is the export's ``detection_threshold`` when it has one, else its
-        note-to-note ``verification_threshold``; recipes/Polyphonic/README.md measures
-        how well either fits mixtures.
+        :func:`timbre_lobes.polyphonic.detection.window_scores`). The defaults are
+        the export's: ``detection_threshold`` and ``detection_window_seconds`` for a
+        model trained on mixtures (whose threshold was chosen on whole-clip scores,
+        window 0), else the note-to-note ``verification_threshold`` and 1.5 s windows;
+        recipes/Polyphonic/README.md measures how well either fits mixtures.
 
         Raises
         ------
@@ -487,6 +493,8 @@ class TimbreEncoder(EncoderClassifier):
         """
         from timbre_lobes.polyphonic.detection import window_scores
 
+        if window_seconds is None:
+            window_seconds = self.detection_window_seconds
         if threshold is None:
             threshold = self.detection_threshold if self.detection_threshold is not None else self.threshold
         enrolled = enrol if isinstance(enrol, np.ndarray) else self.enrol_files(enrol)
