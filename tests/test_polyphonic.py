@@ -328,10 +328,13 @@ def test_mixture_dataset_targets_and_draws(tiny_corpus):
     assert unseen[0]["instrument_presence"].sum() == 0  # an instrument outside the label space sets no column
 
 
-def test_training_recipe_end_to_end(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("objective", ["instrument_head", "distillation"])
+def test_training_recipe_end_to_end(objective, tiny_corpus, tiny_model, tmp_path):
     from test_recipe_nsynth import TINY_SIZES
 
     out = tmp_path / "poly"
+    # distillation: the tiny single-note model is the frozen teacher (same 32-d embeddings)
+    losses = ["--distill_weight=1.0", "--instrument_weight=0", f"--teacher_model={tiny_model}"]
     cmd = [
         sys.executable,
         os.path.join(REPO, "recipes", "Polyphonic", "train.py"),
@@ -347,6 +350,7 @@ def test_training_recipe_end_to_end(tiny_corpus, tmp_path):
         "--valid_per_count=3",
         "--test_per_count=3",
         "--real_folder=null",
+        *(losses if objective == "distillation" else []),
         "--train_sampler={min_sources: 1, max_sources: 3, seconds: 1.0, max_onset_seconds: 0.3, gain_db: [-12, 0], "
         "scale: null}",
         "--sampler={min_sources: 1, max_sources: 3, seconds: 1.5, max_onset_seconds: 0.4, gain_db: [-12, 0], "
@@ -386,3 +390,46 @@ def test_set_cross_entropy_shares_the_target_among_present_classes():
     assert torch.equal(logits.grad[1], torch.zeros(4))  # a row without a class does not count
     best = torch.tensor([[5.0, 5.0, -5.0, -5.0]])
     assert float(loss(best, targets[:1])) < float(loss(torch.tensor([[5.0, -5.0, 5.0, -5.0]]), targets[:1]))
+
+
+def test_mixture_dataset_parts_are_the_notes_summed(tiny_corpus):
+    from timbre_lobes.polyphonic.training import MixtureDataset
+
+    notes, labels = _encoders(tiny_corpus)
+    folder = os.path.join(tiny_corpus, "nsynth-train")
+    data = MixtureDataset(
+        labels, folder, notes=notes, n_per_epoch=6, settings={**SETTINGS, "max_sources": 4}, parts=True
+    )
+    for index in (1, 3):  # two and four sources
+        item, mixture = data[index], data.mixtures[index]
+        parts = item["parts"].numpy()
+        assert parts.shape == (mixture["n_sources"], int(1.5 * 16000))
+        expected = np.zeros(parts.shape[1])
+        for part, source in zip(parts, mixture["sources"]):
+            audio, _ = sf.read(source["wav"].replace("$data_root", folder))
+            np.testing.assert_allclose(part[: len(audio)], audio[: parts.shape[1]], atol=1e-4)  # the note alone
+            start = int(round(source["onset"] * 16000))
+            expected[start:] += 10 ** (source["gain_db"] / 20) * part[: parts.shape[1] - start]
+        expected *= PEAK / np.abs(expected).max()
+        np.testing.assert_allclose(item["sig"].numpy(), expected, atol=1e-5)
+        names = [labels["instrument"].ind2lab[i] for i in item["part_instruments"].tolist()]
+        assert names == [s["instrument"] for s in mixture["sources"]]
+
+
+def test_distillation_loss_prefers_the_mixtures_own_notes():
+    import torch
+
+    from timbre_lobes.polyphonic.training import PolyphonicBrain, SetCrossEntropy
+
+    class Hparams:
+        distill_scale = 10.0
+        distill_loss = SetCrossEntropy()
+
+    brain = PolyphonicBrain.__new__(PolyphonicBrain)  # the loss alone: no modules needed
+    object.__setattr__(brain, "hparams", Hparams())
+    notes = torch.eye(3)  # three source notes, of instruments 0, 1, 2
+    brain.teacher_out = (notes, torch.tensor([0, 0, 1]), torch.tensor([0, 1, 2]))
+    targets = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # mixture 0 = instruments 0 + 1, mixture 1 = 2
+    right = brain.distillation_loss(torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), targets)
+    wrong = brain.distillation_loss(torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]), targets)
+    assert float(right) < float(wrong)

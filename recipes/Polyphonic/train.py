@@ -40,6 +40,27 @@ def read_rows(path):
         return list(csv.DictReader(handle))
 
 
+def load_teacher(folder, device, emb_dim):
+    """The embedding modules of an exported single-note model, frozen, for the distillation loss.
+
+    Raises
+    ------
+    FileNotFoundError
+        No teacher_model, or not an export.
+    ValueError
+        Its embeddings are not ``emb_dim``-dimensional like the model trained here.
+    """
+    if not folder:
+        raise FileNotFoundError("distill_weight needs a teacher_model (an exported single-note model)")
+    model = TimbreEncoder.from_hparams(source=folder, run_opts={"device": str(device)})
+    if model._emb_dim() != emb_dim:
+        raise ValueError(f"teacher_model {folder} gives {model._emb_dim()}-d embeddings, this model {emb_dim}-d")
+    teacher = model.mods
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher.eval()
+
+
 def main(argv):
     hparams, run_opts = training.load_overlay_run(
         argv, check_data=check_corpus, default_data_key="default_corpus_folder"
@@ -68,6 +89,7 @@ def main(argv):
         settings=hparams["train_sampler"],
         seed=hparams["seed"],
         sample_rate=hparams["sample_rate"],
+        parts=bool(hparams["distill_weight"]),
     )
     valid_mixtures, valid_enrol, valid_root = mixture_set(
         folders[VALID_SET],
@@ -79,6 +101,8 @@ def main(argv):
     )
     valid_set = MixtureDataset(labels, valid_root, mixtures=valid_mixtures, sample_rate=hparams["sample_rate"])
     brain = training.make_brain(hparams, run_opts, labels, data_folder, brain_class=PolyphonicBrain)
+    if hparams["distill_weight"]:
+        brain.teacher = load_teacher(hparams["teacher_model"], brain.device, hparams["emb_dim"])
     brain.train_mixtures = train_set
     brain.valid_mixtures = valid_mixtures
     brain.valid_enrolment = {n: [resolve_wav(r["wav"], valid_root) for r in rows] for n, rows in valid_enrol.items()}

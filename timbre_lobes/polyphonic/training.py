@@ -22,9 +22,10 @@ import torch
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataio import read_audio
 
+from timbre_lobes.data.audio import read_audio_file, resample
 from timbre_lobes.lobes.embed import embed_unpadded, embed_waveforms
 from timbre_lobes.polyphonic import detection
-from timbre_lobes.polyphonic.mixtures import mix_audio, sample_mixtures
+from timbre_lobes.polyphonic.mixtures import mix_audio, resolve_wav, sample_mixtures
 from timbre_lobes.training import TimbreBrain
 
 
@@ -55,15 +56,29 @@ class MixtureDataset(torch.utils.data.Dataset):
         Seed of the draws.
     sample_rate : int
         Rate of ``sig`` in Hz.
+    parts : bool
+        Also give each source note alone (for :class:`PolyphonicBrain`'s teacher).
 
     Items
     -----
     ``{"id": str, "sig": [samples] tensor, "instrument_presence": [n_instruments]
-    float tensor, "family_presence": [n_families] float tensor}``.
+    float tensor, "family_presence": [n_families] float tensor}``; with ``parts``,
+    also ``"parts"``: [n_sources, samples] (each source note from its start, unscaled,
+    zero-padded to the mixture's length) and ``"part_instruments"``: [n_sources]
+    their instruments' indices in ``labels["instrument"]`` (-1 outside it).
     """
 
     def __init__(
-        self, labels, data_root, mixtures=None, notes=None, n_per_epoch=None, settings=None, seed=0, sample_rate=16000
+        self,
+        labels,
+        data_root,
+        mixtures=None,
+        notes=None,
+        n_per_epoch=None,
+        settings=None,
+        seed=0,
+        sample_rate=16000,
+        parts=False,
     ):
         if (mixtures is None) == (notes is None):
             raise ValueError("give either fixed mixtures or notes to draw them from")
@@ -71,6 +86,7 @@ class MixtureDataset(torch.utils.data.Dataset):
         self.data_root = data_root
         self.notes, self.n_per_epoch, self.settings, self.seed = notes, n_per_epoch, settings or {}, seed
         self.sample_rate = sample_rate
+        self.parts = parts
         self.mixtures = mixtures if mixtures is not None else []
         if notes is not None:
             self.draw(0)
@@ -94,10 +110,33 @@ class MixtureDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         mixture = self.mixtures[index]
-        signal = mix_audio(mixture, self.data_root, self.sample_rate)
+        if not self.parts:
+            return {
+                **self._targets(mixture),
+                "sig": torch.from_numpy(mix_audio(mixture, self.data_root, self.sample_rate)),
+            }
+        length = int(round(mixture["seconds"] * self.sample_rate))
+        notes = {}
+        for source in mixture["sources"]:  # each note read once, for the mixture and for its part
+            path = resolve_wav(source["wav"], self.data_root)
+            signal, rate, _ = read_audio_file(path, max_seconds=mixture["seconds"])
+            notes[path] = resample(torch.from_numpy(signal), rate, self.sample_rate).numpy()[:length]
+        signal = mix_audio(mixture, self.data_root, self.sample_rate, read=notes.__getitem__)
+        parts = torch.zeros(len(mixture["sources"]), length)
+        for row, source in enumerate(mixture["sources"]):
+            note = notes[resolve_wav(source["wav"], self.data_root)]
+            parts[row, : len(note)] = torch.from_numpy(note)
+        index_of = self.labels["instrument"].lab2ind
+        return {
+            **self._targets(mixture),
+            "sig": torch.from_numpy(signal),
+            "parts": parts,
+            "part_instruments": torch.tensor([index_of.get(s["instrument"], -1) for s in mixture["sources"]]),
+        }
+
+    def _targets(self, mixture):
         return {
             "id": mixture["id"],
-            "sig": torch.from_numpy(signal),
             "instrument_presence": self._multi_hot(
                 self.labels["instrument"], [s["instrument"] for s in mixture["sources"]]
             ),
@@ -158,6 +197,9 @@ class PolyphonicBrain(TimbreBrain):
     valid_mixtures = ()
     valid_enrolment = None
     valid_stats = None
+    #: The single-note model's embedding modules (frozen), for the distillation loss; None: off.
+    teacher = None
+    teacher_out = None
 
     def compute_forward(self, batch, stage):
         """Mixtures -> (embeddings [B, 1, E], instrument logits or None, family logits [B, 1, F], lens)."""
@@ -169,9 +211,26 @@ class PolyphonicBrain(TimbreBrain):
                 if augmenter is not None:
                     wavs, lens = augmenter(wavs, lens)
             embeddings = embed_waveforms(self.modules, wavs, lens, epoch=self.hparams.epoch_counter.current)
+            self.teacher_out = self._teacher_embeddings(batch) if self.teacher is not None else None
             return embeddings, self.modules.instrument_head(embeddings), self.modules.family_head(embeddings), lens
         embeddings = embed_unpadded(self.modules, wavs, lens)
         return embeddings, None, self.modules.family_head(embeddings), lens
+
+    def _teacher_embeddings(self, batch):
+        """The teacher's unit embeddings of the batch's source notes, with each note's mixture and instrument.
+
+        Returns ``([n_notes, E] tensor, [n_notes] mixture rows, [n_notes] instrument indices)``. A
+        mixture's number of sources is its number of present training instruments (training
+        mixtures hold training instruments only); the rows past it are padding.
+        """
+        counts = batch.instrument_presence.data.sum(dim=1).round().long().tolist()
+        notes = torch.cat([parts[:k] for parts, k in zip(batch.parts.data, counts)])
+        rows = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+        instruments = torch.cat([idx[:k] for idx, k in zip(batch.part_instruments.data.cpu(), counts)])
+        with torch.no_grad():
+            lens = torch.ones(notes.shape[0], device=self.device)
+            emb = embed_waveforms(self.teacher, notes.to(self.device), lens)[:, 0]
+        return torch.nn.functional.normalize(emb, dim=-1), rows, instruments
 
     def compute_objectives(self, predictions, batch, stage):
         """instrument_weight x instrument loss + family_weight x family loss; off training the family loss."""
@@ -180,12 +239,32 @@ class PolyphonicBrain(TimbreBrain):
         family_loss = self.hparams.family_presence_loss(family_out[:, 0], families)
         if stage == sb.Stage.TRAIN:
             targets = batch.instrument_presence.data
-            instrument_loss = self.hparams.instrument_presence_loss(instrument_out[:, 0], targets)
-            return self.hparams.instrument_weight * instrument_loss + self.hparams.family_weight * family_loss
+            loss = self.hparams.family_weight * family_loss
+            if self.hparams.instrument_weight:
+                instrument_loss = self.hparams.instrument_presence_loss(instrument_out[:, 0], targets)
+                loss = loss + self.hparams.instrument_weight * instrument_loss
+            if self.teacher_out is not None:
+                loss = loss + self.hparams.distill_weight * self.distillation_loss(embeddings[:, 0], targets)
+            return loss
         self.collected_rows.append(
             (embeddings[:, 0].detach().cpu().numpy(), torch.sigmoid(family_out[:, 0]).detach().cpu().numpy())
         )
         return family_loss
+
+    def distillation_loss(self, embeddings, targets):
+        """Points each mixture's embedding at the teacher's embeddings of the instruments that play in it.
+
+        Logits are ``distill_scale`` x the cosines between the mixtures [B, E] and every source
+        note of the batch (the teacher's single-note embeddings); a note counts as a positive of
+        every mixture its instrument plays in (``targets``, [B, n_instruments] multi-hot), and
+        :class:`SetCrossEntropy` shares the target among them. Enrolment at test time embeds
+        isolated notes, which the teacher's space is made for: the student learns to find them in
+        mixtures, and on one-note mixtures to stay the teacher.
+        """
+        notes, _, instruments = self.teacher_out
+        logits = self.hparams.distill_scale * torch.nn.functional.normalize(embeddings, dim=-1) @ notes.t()
+        positives = targets[:, instruments.to(targets.device)]
+        return self.hparams.distill_loss(logits, positives)
 
     def on_stage_start(self, stage, epoch=None):
         """Draws the epoch's training mixtures; starts collecting off training."""
