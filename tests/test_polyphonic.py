@@ -217,6 +217,19 @@ def test_baseline_recipe_end_to_end(tiny_model, tiny_corpus, shared_nsynth, tmp_
     for name in ("polyphonic.md", "by_sources.png", "rendered_test_mixtures.json", "real_NSynth_mixtures.json"):
         assert (out / name).stat().st_size > 0
     assert "## real NSynth" in (out / "polyphonic.md").read_text()
+    # Two reports side by side (benchmarks/polyphonic_compare.py): one row per model and set, no validation rows.
+    compare = [sys.executable, os.path.join(REPO, "benchmarks", "polyphonic_compare.py")]
+    reports = [f"--report=a={out / 'polyphonic.json'}", f"--report=b={out / 'polyphonic.json'}"]
+    proc = subprocess.run(
+        [*compare, *reports, f"--output={tmp_path / 'cmp'}"], capture_output=True, text=True, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in (tmp_path / "cmp" / "compare.md").read_text().splitlines() if line.startswith("| a |")]
+    assert [row.split(" | ")[1] for row in rows] == ["rendered test", "real NSynth"]
+    clip = record["results"]["real NSynth"]["clip"]["detection"]["all"]["EER"]
+    assert rows[1].split(" | ")[2] == f"{clip:.1f}" and (tmp_path / "cmp" / "compare.png").stat().st_size > 0
+    proc = subprocess.run([*compare, f"--report=a={tmp_path / 'none.json'}"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode != 0 and "not a readable polyphonic.json" in proc.stderr
 
 
 def test_baseline_recipe_stops_on_a_missing_model_before_writing(tiny_corpus, tmp_path):

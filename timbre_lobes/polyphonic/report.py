@@ -75,44 +75,33 @@ def markdown(results, run):
     return "\n".join(lines)
 
 
-def plot_by_sources(results, path, title=""):
-    """EER and family micro-F1 against the number of sources: one line per set and method."""
+def plot_by_sources(results, path, title="", styles=None):
+    """EER and family micro-F1 against the number of sources: one line per set and method.
+
+    ``styles`` (optional) maps a set name to ``(colour, linestyle)``; by default each set has
+    its own colour and each method its own line style (``clip`` dashed, ``windows`` solid).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_eer, ax_f1) = plt.subplots(1, 2, figsize=(10, 4))
-    styles = {"clip": "--", "windows": "-"}
+    fig, (ax_eer, ax_f1) = plt.subplots(1, 2, figsize=(11, 4.2))
+    method_styles = {"clip": "--", "windows": "-"}
     for k, (name, by_method) in enumerate(results.items()):
-        colour = f"C{k}"
         for method, res in by_method.items():
-            by = res["detection"]["by_sources"]
-            counts = sorted(n for n in by if by[n] is not None)
-            ax_eer.plot(
-                counts,
-                [by[n]["EER"] for n in counts],
-                styles.get(method, ":"),
-                color=colour,
-                marker="o",
-                label=f"{name}, {method}",
-            )
-            fam = res["family_presence"]["by_sources"]
-            counts = sorted(n for n in fam if fam[n] is not None)
-            ax_f1.plot(
-                counts,
-                [fam[n]["micro_f1"] for n in counts],
-                styles.get(method, ":"),
-                color=colour,
-                marker="o",
-                label=f"{name}, {method}",
-            )
+            colour, style = (styles or {}).get(name, (f"C{k}", method_styles.get(method, ":")))
+            label = name if styles else f"{name}, {method}"
+            for ax, block, key in ((ax_eer, "detection", "EER"), (ax_f1, "family_presence", "micro_f1")):
+                by = res[block]["by_sources"]
+                counts = sorted(n for n in by if by[n] is not None)
+                ax.plot(counts, [by[n][key] for n in counts], style, color=colour, marker="o", label=label)
     ax_eer.set(xlabel="sources in the mixture", ylabel="EER (%)", title="instrument detection by enrolment")
     ax_f1.set(xlabel="sources in the mixture", ylabel="micro-F1", title="family presence", ylim=(0, 1))
     for ax in (ax_eer, ax_f1):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax_f1.legend(fontsize=7)
+    ax_f1.legend(fontsize=7, loc="upper left")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Several models' polyphonic reports side by side: one table and one figure by number of sources.
+
+    python benchmarks/polyphonic_compare.py --report baseline=results/polyphonic/polyphonic.json \\
+        --report trained=results/polyphonic/poly_transMel/1986/mixtures/polyphonic.json \\
+        [--method clip] [--output results/polyphonic/compare]
+
+Each ``--report NAME=PATH`` is a ``polyphonic.json`` written by
+``recipes/Polyphonic/evaluate.py`` or ``train.py``. Writes ``compare.md`` (detection EER
+and family-presence micro-F1 by number of sources, for every set but the validation
+one) and ``compare.png`` (:func:`timbre_lobes.polyphonic.report.plot_by_sources`, one
+line per model and set).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from timbre_lobes.atomic import atomic_open
+from timbre_lobes.polyphonic.evaluate import VALID_SET
+from timbre_lobes.polyphonic.report import plot_by_sources
+
+
+def named_report(text):
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, path
+
+
+def load(reports):
+    """``{name: polyphonic.json record}``; a missing or unreadable file is a clear error."""
+    records = {}
+    for name, path in reports:
+        try:
+            with open(path) as handle:
+                records[name] = json.load(handle)
+        except (OSError, json.JSONDecodeError) as err:
+            raise FileNotFoundError(f"--report {name}={path}: not a readable polyphonic.json ({err})") from err
+    return records
+
+
+def table(records, method):
+    """The Markdown table: one row per model and set."""
+    counts = sorted(
+        {int(n) for r in records.values() for s in r["results"].values() for n in s[method]["detection"]["by_sources"]}
+    )
+    head = " | ".join(f"{n} src" for n in counts)
+    lines = [
+        f"Method `{method}`. Detection: EER (%) of 'is the enrolled instrument playing?' trials; "
+        "family presence: micro-F1.",
+        "",
+        f"| model | set | detection EER: all | {head} | family micro-F1: all | {head} | family micro-mAP |",
+        "|---|---|---:|" + "---:|" * len(counts) + "---:|" + "---:|" * len(counts) + "---:|",
+    ]
+    for name, record in records.items():
+        for set_name, by_method in record["results"].items():
+            if set_name == VALID_SET:
+                continue
+            res = by_method[method]
+            det, fam = res["detection"], res["family_presence"]
+
+            def cell(stats, key, fmt):
+                return "n/a" if stats is None else format(stats[key], fmt)
+
+            eers = " | ".join(cell(det["by_sources"].get(str(n)), "EER", ".1f") for n in counts)
+            f1s = " | ".join(cell(fam["by_sources"].get(str(n)), "micro_f1", ".3f") for n in counts)
+            lines.append(
+                f"| {name} | {set_name} | {cell(det['all'], 'EER', '.1f')} | {eers} | "
+                f"{cell(fam['all'], 'micro_f1', '.3f')} | {f1s} | {cell(fam['all'], 'micro_mAP', '.3f')} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--report", type=named_report, action="append", required=True, metavar="NAME=PATH")
+    parser.add_argument("--method", choices=("clip", "windows"), default="clip")
+    parser.add_argument("--output", default=os.path.join("results", "polyphonic", "compare"))
+    args = parser.parse_args(argv)
+    records = load(args.report)
+    text = table(records, args.method)
+    os.makedirs(args.output, exist_ok=True)
+    with atomic_open(os.path.join(args.output, "compare.md"), "w") as handle:
+        handle.write(text + "\n")
+    lines, styles = {}, {}
+    for k, (name, record) in enumerate(records.items()):
+        sets = [n for n in record["results"] if n != VALID_SET]
+        for j, set_name in enumerate(sets):  # colour: the model; line style: the set
+            key = f"{name}: {set_name}"
+            block = record["results"][set_name][args.method]
+            lines[key] = {args.method: {part: _int_keys(value) for part, value in block.items()}}
+            styles[key] = (f"C{k}", ("-", "--", ":", "-.")[j % 4])
+    plot_by_sources(lines, os.path.join(args.output, "compare.png"), f"method: {args.method}", styles=styles)
+    print(text)
+    print(f"\nWritten to {args.output}")
+
+
+def _int_keys(block):
+    """A JSON block with its ``by_sources`` keys back to ints (JSON made them strings)."""
+    if isinstance(block, dict) and "by_sources" in block:
+        return {**block, "by_sources": {int(n): v for n, v in block["by_sources"].items()}}
+    return block
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except FileNotFoundError as err:
+        sys.exit(f"polyphonic_compare.py: error: {err}")
