@@ -191,7 +191,10 @@ def test_front_end_rows_do_not_depend_on_batch_neighbours(system, dynamic_range_
     with torch.no_grad():
         alone = front_end(note[None])[0]
         together = front_end(batch)[1, : alone.shape[0]]
-    assert float((together - alone).abs().max() / alone.std()) < 1e-5
+    # Float noise of a batched convolution's summation order only (a few ulps of the features'
+    # magnitude: LEAF's near-constant output once differed by 2e-7 at 0.32, 1.2e-5 of its std);
+    # a batch-wide floor would move whole frames by decibels.
+    assert float((together - alone).abs().max() / alone.abs().max()) < 1e-5
 
 
 def test_fbank_and_leaf_without_floor_are_speechbrains():
