@@ -38,7 +38,28 @@ def load(reports):
                 records[name] = json.load(handle)
         except (OSError, json.JSONDecodeError) as err:
             raise FileNotFoundError(f"--report {name}={path}: not a readable polyphonic.json ({err})") from err
+        if not isinstance(records[name], dict) or not {"run", "results"} <= set(records[name]):
+            raise FileNotFoundError(f"--report {name}={path}: not a polyphonic.json report (no run and results)")
     return records
+
+
+def mixture_settings(record):
+    """What decides a report's mixtures: the sampler, the mixture seed, each set's folder and size."""
+    run = record["run"]
+    sets = {name: (info.get("folder"), info.get("n_mixtures")) for name, info in run.get("sets", {}).items()}
+    return json.dumps([run.get("sampler"), run.get("mixture_seed", run.get("seed")), sets], sort_keys=True)
+
+
+def same_mixtures_warning(records):
+    """A warning line when the reports were not scored on the same mixtures (else None)."""
+    kinds = {name: mixture_settings(record) for name, record in records.items()}
+    if len(set(kinds.values())) <= 1:
+        return None
+    return (
+        "**Warning: these reports were not scored on the same mixtures** (sampler, mixture_seed or sets differ: "
+        + ", ".join(sorted(kinds))
+        + "); score every model with the same settings to compare them."
+    )
 
 
 def table(records, method):
@@ -75,12 +96,29 @@ def table(records, method):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--report", type=named_report, action="append", required=True, metavar="NAME=PATH")
-    parser.add_argument("--method", choices=("clip", "windows"), default="clip")
-    parser.add_argument("--output", default=os.path.join("results", "polyphonic", "compare"))
+    parser.add_argument(
+        "--report",
+        type=named_report,
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help="a polyphonic.json (of evaluate.py or train.py) and the name it gets; repeat for each model",
+    )
+    parser.add_argument(
+        "--method", choices=("clip", "windows"), default="clip", help="the scoring method shown (default: clip)"
+    )
+    parser.add_argument(
+        "--output",
+        default=os.path.join("results", "polyphonic", "compare"),
+        help="folder of compare.md and compare.png (default: results/polyphonic/compare)",
+    )
     args = parser.parse_args(argv)
     records = load(args.report)
     text = table(records, args.method)
+    warning = same_mixtures_warning(records)
+    if warning:
+        text = warning + "\n\n" + text
+        print(warning, file=sys.stderr)
     os.makedirs(args.output, exist_ok=True)
     with atomic_open(os.path.join(args.output, "compare.md"), "w") as handle:
         handle.write(text + "\n")

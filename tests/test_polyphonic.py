@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -230,6 +231,20 @@ def test_baseline_recipe_end_to_end(tiny_model, tiny_corpus, shared_nsynth, tmp_
     assert rows[1].split(" | ")[2] == f"{clip:.1f}" and (tmp_path / "cmp" / "compare.png").stat().st_size > 0
     proc = subprocess.run([*compare, f"--report=a={tmp_path / 'none.json'}"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0 and "not a readable polyphonic.json" in proc.stderr
+    other = json.loads((out / "polyphonic.json").read_text())
+    other["run"]["mixture_seed"] = 7
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    reports = [f"--report=a={out / 'polyphonic.json'}", f"--report=b={tmp_path / 'other.json'}"]
+    proc = subprocess.run(
+        [*compare, *reports, f"--output={tmp_path / 'cmp2'}"], capture_output=True, text=True, cwd=REPO
+    )
+    assert proc.returncode == 0 and "not scored on the same mixtures" in proc.stderr
+    assert "not scored on the same mixtures" in (tmp_path / "cmp2" / "compare.md").read_text()
+    assert "not scored on the same mixtures" not in (tmp_path / "cmp" / "compare.md").read_text()
+    proc = subprocess.run(
+        [*compare, f"--report=a={out / 'rendered_test_mixtures.json'}"], capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "not a polyphonic.json report" in proc.stderr
 
 
 def test_baseline_recipe_stops_on_a_missing_model_before_writing(tiny_corpus, tmp_path):
@@ -364,13 +379,14 @@ def test_training_recipe_end_to_end(objective, tiny_corpus, tiny_model, tmp_path
         "--test_per_count=3",
         "--real_folder=null",
         *(losses if objective == "distillation" else []),
-        "--train_sampler={min_sources: 1, max_sources: 3, seconds: 1.0, max_onset_seconds: 0.3, gain_db: [-12, 0], "
-        "scale: null}",
-        "--sampler={min_sources: 1, max_sources: 3, seconds: 1.5, max_onset_seconds: 0.4, gain_db: [-12, 0], "
-        "scale: null}",
+        # partial overrides change those keys of the YAML's mappings, the others stay
+        "--train_sampler={max_sources: 3, seconds: 1.0, max_onset_seconds: 0.3}",
+        "--sampler={max_sources: 3, seconds: 1.5, max_onset_seconds: 0.4}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    valid = json.loads((out / "save" / "valid_mixtures.json").read_text())["options"]
+    assert (valid["seconds"], valid["max_sources"], valid["gain_db"], valid["seed"]) == (1.5, 3, [-12.0, 0.0], 0)
     log = (out / "train_log.txt").read_text()
     assert "epoch: 2" in log and "EER" in log and "family_mAP" in log
     from timbre_lobes.serving.inference import TimbreEncoder
@@ -384,6 +400,9 @@ def test_training_recipe_end_to_end(objective, tiny_corpus, tiny_model, tmp_path
     record = json.loads((out / "mixtures" / "polyphonic.json").read_text())
     assert list(record["results"]) == ["rendered valid", "rendered test"]
     assert record["run"]["threshold"] == pytest.approx(model.detection_threshold)
+    # the exported threshold is the EER point of the validation mixtures as the report (and detect) score them
+    valid_clip = record["results"]["rendered valid"]["clip"]["detection"]["all"]
+    assert model.detection_threshold == pytest.approx(valid_clip["threshold"])
     assert (out / "mixtures" / "by_sources.png").stat().st_size > 0
 
 
@@ -446,3 +465,33 @@ def test_distillation_loss_prefers_the_mixtures_own_notes():
     right = brain.distillation_loss(torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), targets)
     wrong = brain.distillation_loss(torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]), targets)
     assert float(right) < float(wrong)
+
+
+def test_evaluation_settings_are_checked_before_anything_is_drawn(tiny_corpus, tmp_path):
+    from timbre_lobes.polyphonic.evaluate import check_config, mixture_folders
+
+    good = {"sampler": dict(SETTINGS), "valid_per_count": 2, "test_per_count": 2, "n_enrol": 3}
+    good.update(window_seconds=1.5, hop_seconds=0.5)
+    check_config(good)
+    bad = {
+        "unknown keys ['max_source']": {"sampler": {**SETTINGS, "max_source": 2}},
+        "missing keys ['scale']": {"sampler": {k: v for k, v in SETTINGS.items() if k != "scale"}},
+        "sampler must be a mapping": {"sampler": [1, 2]},
+        "test_per_count must be a whole number": {"test_per_count": 0},
+        "window_seconds must be 0": {"window_seconds": -1},
+        "hop_seconds must be positive": {"hop_seconds": 0},
+    }
+    for message, change in bad.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_config({**good, **change})
+    with pytest.raises(ValueError, match="is one note folder"):
+        mixture_folders(os.path.join(tiny_corpus, "nsynth-test"))
+
+
+def test_every_note_set_has_its_own_random_stream(tiny_corpus, tmp_path):
+    draws = [
+        mixture_set(os.path.join(tiny_corpus, f"nsynth-{split}"), tmp_path / f"{split}.json", 4, SETTINGS, seed=0)[0]
+        for split in ("valid", "test")
+    ]
+    onsets = [[s["onset"] for m in mixtures for s in m["sources"]] for mixtures in draws]
+    assert onsets[0] != onsets[1]

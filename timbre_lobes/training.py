@@ -283,8 +283,7 @@ def load_overlay_run(argv, check_data=None, default_data_key="standin_folder"):
     with open(overlay_file) as handle:
         overlay_text = handle.read()
     merged = YAML().load(overlay_text) or {}
-    for key, value in (YAML().load(overrides) or {}).items() if overrides else ():
-        merged[key] = value
+    _merge(merged, (YAML().load(overrides) or {}) if overrides else {})
     system_file = merged.pop("system_hparams", None)
     if not system_file or not os.path.isfile(system_file):
         raise FileNotFoundError(f"{overlay_file}: system_hparams {system_file!r} is not a system YAML file")
@@ -297,6 +296,16 @@ def load_overlay_run(argv, check_data=None, default_data_key="standin_folder"):
     )
     hparams["system_hparams"] = system_file
     return hparams, run_opts
+
+
+def _merge(base, overrides):
+    """Merges ``overrides`` into ``base`` in place, mappings key by key (``--sampler="{seconds: 1.0}"``
+    changes one key of the YAML's ``sampler``, as hyperpyyaml's own overrides do)."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def yaml_settings(hparams_file, overrides=None):

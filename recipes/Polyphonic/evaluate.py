@@ -17,7 +17,7 @@ import sys
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
-from timbre_lobes.polyphonic.evaluate import evaluate_on_mixtures, mixture_folders
+from timbre_lobes.polyphonic.evaluate import check_config, evaluate_on_mixtures, mixture_folders
 from timbre_lobes.serving.inference import TimbreEncoder, check_model_folder
 
 
@@ -25,7 +25,8 @@ def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     with open(hparams_file) as handle:
         hparams = load_hyperpyyaml(handle, overrides)
-    # Every input is checked before anything is written: a wrong path leaves nothing behind.
+    # Every input is checked before anything is written: a wrong path or setting leaves nothing behind.
+    check_config(hparams)
     check_model_folder(hparams["model"])
     folders = mixture_folders(hparams["data_folder"], hparams["real_folder"])
     model = TimbreEncoder.from_hparams(source=hparams["model"], run_opts={"device": run_opts.get("device", "cpu")})

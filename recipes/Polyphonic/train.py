@@ -10,10 +10,11 @@ mixtures of 1 to ``max_sources`` training instruments, and the heads learn each
 instrument's and family's presence (binary cross-entropy). Fixed validation mixtures
 of the validation instruments, scored by enrolment detection (EER), select the
 checkpoint. The best one is exported (``<output_folder>/model``, with
-``family_output: sigmoid`` and the validation EER threshold as
-``detection_threshold``, so ``python -m timbre_lobes detect`` uses it) and scored on
-the test and real mixtures as ``evaluate.py`` scores the single-note baseline
-(``<output_folder>/mixtures/``). See recipes/Polyphonic/README.md.
+``family_output: sigmoid`` and, as ``detection_threshold``, the EER point of the
+validation mixtures scored as ``evaluate.py`` and ``python -m timbre_lobes detect``
+score them) and scored on the test and real mixtures as ``evaluate.py`` scores the
+single-note baseline (``<output_folder>/mixtures/``; the same ``mixture_seed`` gives
+the same mixtures). See recipes/Polyphonic/README.md.
 """
 
 import csv
@@ -28,7 +29,13 @@ from nsynth_prepare import prepare_nsynth  # noqa: E402
 
 from timbre_lobes import training  # noqa: E402
 from timbre_lobes.data.nsynth import check_corpus  # noqa: E402
-from timbre_lobes.polyphonic.evaluate import VALID_SET, evaluate_on_mixtures, mixture_folders, mixture_set  # noqa: E402
+from timbre_lobes.polyphonic.evaluate import (  # noqa: E402
+    VALID_SET,
+    check_config,
+    evaluate_on_mixtures,
+    mixture_folders,
+    mixture_set,
+)
 from timbre_lobes.polyphonic.mixtures import resolve_wav  # noqa: E402
 from timbre_lobes.polyphonic.training import COLLATE, MixtureDataset, PolyphonicBrain  # noqa: E402
 from timbre_lobes.serving.export import export_model  # noqa: E402
@@ -65,6 +72,7 @@ def main(argv):
     hparams, run_opts = training.load_overlay_run(
         argv, check_data=check_corpus, default_data_key="default_corpus_folder"
     )
+    check_config(hparams)  # the evaluation settings, before anything is prepared
     data_folder = training.resolve_data_folder(hparams)
     folders = mixture_folders(data_folder, hparams["real_folder"])
     run_on_main(
@@ -97,7 +105,7 @@ def main(argv):
         hparams["valid_per_count"],
         hparams["sampler"],
         n_enrol=hparams["n_enrol"],
-        seed=hparams["seed"],
+        seed=hparams["mixture_seed"],
     )
     valid_set = MixtureDataset(labels, valid_root, mixtures=valid_mixtures, sample_rate=hparams["sample_rate"])
     brain = training.make_brain(hparams, run_opts, labels, data_folder, brain_class=PolyphonicBrain)
@@ -118,26 +126,32 @@ def main(argv):
         raise FileNotFoundError(f"no checkpoint in {hparams['save_folder']}: training saved none")
     export_folder = hparams.get("export_folder") or os.path.join(hparams["output_folder"], "model")
     results = {"data_folder": os.path.abspath(data_folder), "valid_mixtures": dict(best.meta)}
-    export_model(
-        hparams,
-        brain,
-        labels["instrument"],
-        results,
-        export_folder,
-        valid_set=notes["valid"],
-        family_encoder=labels["family"],
-        # The threshold was chosen on whole-clip scores of the validation mixtures: `detect` scores the clip too.
-        extra_settings={
-            "family_output": "sigmoid",
-            "detection_threshold": float(best.meta["EER_threshold"]),
-            "detection_window_seconds": 0.0,
-        },
-    )
-    print(f"Exported the model to {export_folder} (validation mixtures: EER {best.meta['EER']:.2f} %)")
-    model = TimbreEncoder.from_hparams(source=export_folder, run_opts={"device": str(brain.device)})
-    scored, summary = evaluate_on_mixtures(
-        model, folders, os.path.join(hparams["output_folder"], "mixtures"), {**hparams, "model": export_folder}
-    )
+    out = os.path.join(hparams["output_folder"], "mixtures")
+    config = {**hparams, "model": export_folder}
+
+    def export(settings):
+        export_model(
+            hparams,
+            brain,
+            labels["instrument"],
+            results,
+            export_folder,
+            valid_set=notes["valid"],
+            family_encoder=labels["family"],
+            extra_settings={"family_output": "sigmoid", "detection_window_seconds": 0.0, **settings},
+        )
+        return TimbreEncoder.from_hparams(source=export_folder, run_opts={"device": str(brain.device)})
+
+    # The detection threshold is the EER point of the validation mixtures scored as `detect` and
+    # evaluate.py score them (the export's audio path, whole clips), not of training's own validation
+    # pass: export, score the validation mixtures, then export again with that threshold.
+    model = export({})
+    valid_only = {VALID_SET: folders[VALID_SET]}
+    valid_scored, _ = evaluate_on_mixtures(model, valid_only, out, config)
+    threshold = valid_scored[VALID_SET]["clip"]["detection"]["all"]["threshold"]
+    model = export({"detection_threshold": float(threshold)})
+    print(f"Exported the model to {export_folder} (validation mixtures: EER {best.meta['EER']:.2f} % in training)")
+    scored, summary = evaluate_on_mixtures(model, folders, out, config)
     print(summary)
     return scored
 

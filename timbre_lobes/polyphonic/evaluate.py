@@ -16,6 +16,7 @@ present above a threshold chosen on validation mixtures (micro-F1).
 import functools
 import os
 import time
+import zlib
 
 import numpy as np
 import torch
@@ -40,6 +41,31 @@ METHODS = ("clip", "windows")
 SAMPLER_KEYS = ("max_sources", "min_sources", "seconds", "max_onset_seconds", "gain_db", "scale")
 
 
+def check_config(config):
+    """Raises a ValueError naming the first bad evaluation setting (before anything is drawn or written).
+
+    ``config``: ``sampler`` (a mapping of :data:`SAMPLER_KEYS`, all given), ``valid_per_count`` and
+    ``test_per_count`` (at least 1), ``n_enrol`` (at least 1), ``window_seconds`` (0 = the clip
+    alone, else positive), ``hop_seconds`` (positive).
+    """
+    sampler = config.get("sampler")
+    if not isinstance(sampler, dict):
+        raise ValueError(f"sampler must be a mapping of {', '.join(SAMPLER_KEYS)}, got {sampler!r}")
+    unknown = sorted(set(sampler) - set(SAMPLER_KEYS))
+    missing = [k for k in SAMPLER_KEYS if k not in sampler]
+    if unknown or missing:
+        raise ValueError(
+            f"sampler: unknown keys {unknown}, missing keys {missing} (it takes {', '.join(SAMPLER_KEYS)})"
+        )
+    for key in ("valid_per_count", "test_per_count", "n_enrol"):
+        if not isinstance(config.get(key), int) or config[key] < 1:
+            raise ValueError(f"{key} must be a whole number of at least 1, got {config.get(key)!r}")
+    if not isinstance(config.get("window_seconds"), (int, float)) or config["window_seconds"] < 0:
+        raise ValueError(f"window_seconds must be 0 (the clip alone) or positive, got {config.get('window_seconds')!r}")
+    if not isinstance(config.get("hop_seconds"), (int, float)) or config["hop_seconds"] <= 0:
+        raise ValueError(f"hop_seconds must be positive, got {config.get('hop_seconds')!r}")
+
+
 def mixture_set(note_folder, manifest_path, per_count, settings, n_enrol=3, seed=0):
     """The mixtures and enrolments of one note set, drawn once and kept in ``manifest_path``.
 
@@ -59,7 +85,7 @@ def mixture_set(note_folder, manifest_path, per_count, settings, n_enrol=3, seed
     n_enrol : int
         Enrolment notes per instrument, never mixed.
     seed : int
-        Seed of the enrolment split and of the draw.
+        Seed of the enrolment split and (with the folder's name) of the draw.
 
     Returns
     -------
@@ -71,6 +97,7 @@ def mixture_set(note_folder, manifest_path, per_count, settings, n_enrol=3, seed
     span = settings["max_sources"] - settings["min_sources"] + 1
     options = {
         "note_folder": folder,
+        "stream": 1,
         **settings,
         "gain_db": list(settings["gain_db"]),
         "n_mixtures": per_count * span,
@@ -82,7 +109,9 @@ def mixture_set(note_folder, manifest_path, per_count, settings, n_enrol=3, seed
     record = read_mixtures(manifest_path, options)
     if record is not None:
         return record["mixtures"], enrol, folder
-    mixtures = sample_mixtures(rest, per_count * span, seed=seed, **settings)
+    # Each note set its own random stream: no two sets share their onsets and gains.
+    stream = [seed, zlib.crc32(os.path.basename(folder).encode())]
+    mixtures = sample_mixtures(rest, per_count * span, seed=stream, **settings)
     write_mixtures(manifest_path, mixtures, options, enrolment=enrol)
     return mixtures, enrol, folder
 
@@ -199,11 +228,16 @@ def mixture_folders(data_folder, real_folder=None):
     ------
     timbre_lobes.data.nsynth.DataFolderError
         A folder is missing or holds no NSynth-format notes.
+    ValueError
+        ``data_folder`` is a single note folder (it would be both the validation and the test set).
     """
-    folders = {
-        VALID_SET: resolve_note_folder(data_folder, "valid"),
-        "rendered test": resolve_note_folder(data_folder, "test"),
-    }
+    valid, test = resolve_note_folder(data_folder, "valid"), resolve_note_folder(data_folder, "test")
+    if os.path.abspath(valid) == os.path.abspath(test):
+        raise ValueError(
+            f"data_folder {data_folder} is one note folder: give a corpus root with nsynth-valid/ (which chooses "
+            "the thresholds) and nsynth-test/ (scored with them); a single folder of notes goes in real_folder"
+        )
+    folders = {VALID_SET: valid, "rendered test": test}
     if real_folder:
         folders["real NSynth"] = resolve_note_folder(real_folder, "test")
     return folders
@@ -225,21 +259,23 @@ def evaluate_on_mixtures(model, folders, output_folder, config, title=None):
         Where the manifests and the report go.
     config : dict
         ``sampler`` (the sampler's settings), ``valid_per_count``, ``test_per_count``,
-        ``n_enrol``, ``window_seconds``, ``hop_seconds``, ``seed``; ``model`` (its folder, named in the report).
+        ``n_enrol``, ``window_seconds``, ``hop_seconds``, ``mixture_seed`` (the evaluation mixtures'
+        seed: the same for every model, so their reports score the same mixtures); ``model`` (its
+        folder, named in the report). Checked first (:func:`check_config`).
 
     Returns
     -------
     (dict, str)
         The results by set and the Markdown summary.
     """
-    os.makedirs(output_folder, exist_ok=True)
+    check_config(config)
     start = time.time()
     scored, sets, thresholds = {}, {}, None
     for name, folder in folders.items():
         per_count = config["valid_per_count"] if name == VALID_SET else config["test_per_count"]
         manifest = os.path.join(output_folder, name.replace(" ", "_") + "_mixtures.json")
         mixtures, enrol, root = mixture_set(
-            folder, manifest, per_count, config["sampler"], n_enrol=config["n_enrol"], seed=config["seed"]
+            folder, manifest, per_count, config["sampler"], n_enrol=config["n_enrol"], seed=config["mixture_seed"]
         )
         embedded = embed_mixture_set(
             model, mixtures, enrol, root, config["window_seconds"], config["hop_seconds"], desc=name
@@ -252,7 +288,7 @@ def evaluate_on_mixtures(model, folders, output_folder, config, title=None):
             "folder": folder,
             "n_mixtures": len(mixtures),
             "n_instruments": len(embedded["instruments"]),
-            "n_enrol": config["n_enrol"],
+            "n_enrol": min(len(rows) for rows in enrol.values()),
             "manifest": manifest,
         }
         print(f"{name}: {len(mixtures)} mixtures scored")
@@ -262,7 +298,7 @@ def evaluate_on_mixtures(model, folders, output_folder, config, title=None):
         "threshold": model.detection_threshold if model.detection_threshold is not None else model.threshold,
         "verification_threshold": model.threshold,
         "detection_threshold": model.detection_threshold,
-        **{k: config[k] for k in ("sampler", "window_seconds", "hop_seconds", "seed")},
+        **{k: config[k] for k in ("sampler", "window_seconds", "hop_seconds", "mixture_seed")},
         "sets": sets,
         "wall_seconds": round(time.time() - start, 1),
         "description": "Family thresholds chosen on the rendered validation mixtures; "
