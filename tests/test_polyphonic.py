@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import REPO
+from test_inference import run_cli
 from test_recipe_nsynth import run_recipe
 
-from timbre_lobes.__main__ import main
 from timbre_lobes.data.nsynth import read_nsynth_folder
 from timbre_lobes.polyphonic import detection
 from timbre_lobes.polyphonic.evaluate import mixture_set
@@ -282,13 +282,7 @@ def test_detect_verb_on_a_two_note_mixture(capsys, tiny_model, tiny_corpus, tmp_
     files = {n: [r["wav"].replace("$data_root", folder) for r in enrol[n]] for n in (present, absent)}
 
     def run(*argv):
-        try:
-            main([str(a) for a in argv])
-            status = 0
-        except SystemExit as exc:
-            status = exc.code
-        out, err = capsys.readouterr()
-        return status, out, err
+        return run_cli(capsys, *argv)
 
     scores = {}
     for name in (present, absent):

@@ -99,11 +99,8 @@ class TimbreBrain(sb.core.Brain):
         """Waveforms -> (embeddings [B, 1, E], instrument scores or None, family scores [B, 1, F], lens)."""
         batch = batch.to(self.device)
         wavs, lens = batch.sig
-        if stage == sb.Stage.TRAIN:  # one output per input, labels unchanged: effects, then a noise floor
-            for name in ("audio_effects", "noise_floor"):
-                augmenter = getattr(self.hparams, name, None)
-                if augmenter is not None:
-                    wavs, lens = augmenter(wavs, lens)
+        if stage == sb.Stage.TRAIN:
+            wavs, lens = self.label_preserving_augment(wavs, lens)
         if stage == sb.Stage.TRAIN and self.hparams.wav_augment is not None:
             wavs, lens = self.hparams.wav_augment(wavs, lens)
         if stage == sb.Stage.TRAIN:
@@ -117,6 +114,17 @@ class TimbreBrain(sb.core.Brain):
         if stage == sb.Stage.TRAIN or self._closed_set_pass(stage):
             instrument_out = self.modules.instrument_head(embeddings)
         return embeddings, instrument_out, family_out, lens
+
+    def label_preserving_augment(self, wavs, lens):
+        """Training waveforms through the YAML's ``audio_effects`` then ``noise_floor`` (each optional).
+
+        One output per input, labels unchanged: for every Brain that trains on these recipes' YAMLs.
+        """
+        for name in ("audio_effects", "noise_floor"):
+            augmenter = getattr(self.hparams, name, None)
+            if augmenter is not None:
+                wavs, lens = augmenter(wavs, lens)
+        return wavs, lens
 
     def _closed_set_pass(self, stage):
         return stage == sb.Stage.TEST and self.eval_split == CLOSED_SET
@@ -457,6 +465,21 @@ def closed_set_of(hparams):
 def protocol_of(hparams):
     """The verification protocol settings of a run's hparams (:data:`DEFAULT_PROTOCOL`'s keys)."""
     return {key: hparams.get(key, value) for key, value in DEFAULT_PROTOCOL.items()}
+
+
+def nsynth_prepare_options(hparams, data_folder):
+    """The keyword arguments of ``recipes/NSynth/nsynth_prepare.prepare_nsynth`` for this run.
+
+    Every recipe that prepares an NSynth-format corpus (NSynth, Polyphonic) prepares it alike.
+    """
+    return {
+        "data_folder": data_folder,
+        "save_folder": hparams["save_folder"],
+        "skip_prep": hparams["skip_prep"],
+        "sample_rate": hparams["sample_rate"],
+        "protocol": protocol_of(hparams),
+        **closed_set_of(hparams),
+    }
 
 
 def resolve_data_folder(hparams):

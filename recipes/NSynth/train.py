@@ -31,17 +31,7 @@ def main(argv):
     # The data folder and a pretrained model are checked before anything is created.
     hparams, run_opts = training.load_run(argv, check_data=check_corpus)
     data_folder = training.resolve_data_folder(hparams)
-    run_on_main(
-        prepare_nsynth,
-        kwargs={
-            "data_folder": data_folder,
-            "save_folder": hparams["save_folder"],
-            "skip_prep": hparams["skip_prep"],
-            "sample_rate": hparams["sample_rate"],
-            "protocol": training.protocol_of(hparams),
-            **training.closed_set_of(hparams),
-        },
-    )
+    run_on_main(prepare_nsynth, kwargs=training.nsynth_prepare_options(hparams, data_folder))
     datasets, labels = training.dataio_prep(hparams, data_folder)
     brain = training.make_brain(hparams, run_opts, labels, data_folder)
     brain.fit(

@@ -75,17 +75,7 @@ def main(argv):
     check_config(hparams)  # the evaluation settings, before anything is prepared
     data_folder = training.resolve_data_folder(hparams)
     folders = mixture_folders(data_folder, hparams["real_folder"])
-    run_on_main(
-        prepare_nsynth,
-        kwargs={
-            "data_folder": data_folder,
-            "save_folder": hparams["save_folder"],
-            "skip_prep": hparams["skip_prep"],
-            "sample_rate": hparams["sample_rate"],
-            "protocol": training.protocol_of(hparams),
-            **training.closed_set_of(hparams),
-        },
-    )
+    run_on_main(prepare_nsynth, kwargs=training.nsynth_prepare_options(hparams, data_folder))
     # Isolated notes: the validation notes give the export's note-to-note verification threshold.
     notes, labels = training.dataio_prep(hparams, data_folder)
     train_rows = read_rows(os.path.join(hparams["save_folder"], "train.csv"))

@@ -205,6 +205,18 @@ def resolve_wav(wav, data_root):
     return wav.replace("$data_root", os.fspath(data_root)) if data_root is not None else wav
 
 
+def read_note(path, seconds, sample_rate=16000):
+    """The first ``seconds`` of a note as [samples] float32 at ``sample_rate`` (resampled, down-mixed).
+
+    Raises
+    ------
+    timbre_lobes.data.audio.AudioError
+        The file is unusable (the message names it).
+    """
+    signal, rate, _ = read_audio_file(path, max_seconds=seconds)
+    return resample(torch.from_numpy(signal), rate, sample_rate).numpy()
+
+
 def mix_audio(mixture, data_root=None, sample_rate=16000, read=None):
     """The waveform of one mixture: [samples] float32 at ``sample_rate``, peak :data:`PEAK`.
 
@@ -232,11 +244,8 @@ def mix_audio(mixture, data_root=None, sample_rate=16000, read=None):
     out = np.zeros(length, dtype=np.float64)
     for source in mixture["sources"]:
         path = resolve_wav(source["wav"], data_root)
-        if read is None:
-            signal, rate, _ = read_audio_file(path, max_seconds=mixture["seconds"])
-            signal = resample(torch.from_numpy(signal), rate, sample_rate).numpy().astype(np.float64)
-        else:
-            signal = np.asarray(read(path), dtype=np.float64)
+        signal = read_note(path, mixture["seconds"], sample_rate) if read is None else read(path)
+        signal = np.asarray(signal, dtype=np.float64)
         start = int(round(source["onset"] * sample_rate))
         piece = signal[: max(0, length - start)]
         out[start : start + len(piece)] += 10.0 ** (source["gain_db"] / 20.0) * piece

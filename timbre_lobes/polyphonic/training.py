@@ -22,10 +22,9 @@ import torch
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataio import read_audio
 
-from timbre_lobes.data.audio import read_audio_file, resample
 from timbre_lobes.lobes.embed import embed_unpadded, embed_waveforms
 from timbre_lobes.polyphonic import detection
-from timbre_lobes.polyphonic.mixtures import mix_audio, resolve_wav, sample_mixtures
+from timbre_lobes.polyphonic.mixtures import mix_audio, read_note, resolve_wav, sample_mixtures
 from timbre_lobes.training import TimbreBrain
 
 
@@ -119,8 +118,7 @@ class MixtureDataset(torch.utils.data.Dataset):
         notes = {}
         for source in mixture["sources"]:  # each note read once, for the mixture and for its part
             path = resolve_wav(source["wav"], self.data_root)
-            signal, rate, _ = read_audio_file(path, max_seconds=mixture["seconds"])
-            notes[path] = resample(torch.from_numpy(signal), rate, self.sample_rate).numpy()[:length]
+            notes[path] = read_note(path, mixture["seconds"], self.sample_rate)[:length]
         signal = mix_audio(mixture, self.data_root, self.sample_rate, read=notes.__getitem__)
         parts = torch.zeros(len(mixture["sources"]), length)
         for row, source in enumerate(mixture["sources"]):
@@ -206,10 +204,7 @@ class PolyphonicBrain(TimbreBrain):
         batch = batch.to(self.device)
         wavs, lens = batch.sig
         if stage == sb.Stage.TRAIN:
-            for name in ("audio_effects", "noise_floor"):
-                augmenter = getattr(self.hparams, name, None)
-                if augmenter is not None:
-                    wavs, lens = augmenter(wavs, lens)
+            wavs, lens = self.label_preserving_augment(wavs, lens)
             embeddings = embed_waveforms(self.modules, wavs, lens, epoch=self.hparams.epoch_counter.current)
             self.teacher_out = self._teacher_embeddings(batch) if self.teacher is not None else None
             return embeddings, self.modules.instrument_head(embeddings), self.modules.family_head(embeddings), lens

@@ -168,15 +168,7 @@ class TimbreEncoder(EncoderClassifier):
                 path=path,
             )
             return [signal], duration
-        signal = prepare_audio(
-            mono,
-            rate,
-            self.sample_rate,
-            max_seconds=None,
-            trim_db=self.trim_db,
-            min_seconds=self.min_seconds,
-            path=path,
-        )
+        signal = self._prepare_whole(mono, rate, path)
         window = int(round(self.max_seconds * self.sample_rate))
         hop = max(1, int(round(self.window_hop_seconds * self.sample_rate)))
         return list(audio_windows(signal, window, hop, self.max_windows)), duration
@@ -417,6 +409,10 @@ class TimbreEncoder(EncoderClassifier):
     def load_full(self, path):
         """A whole file (its first ``max_read_seconds``) as one [samples] tensor at the model's rate, trimmed."""
         mono, rate, _ = read_audio_file(path, max_seconds=self.max_read_seconds)
+        return self._prepare_whole(mono, rate, path)
+
+    def _prepare_whole(self, mono, rate, path):
+        """A decoded file as one model input, all of it: resampled, leading silence trimmed, padded."""
         return prepare_audio(
             mono,
             rate,
