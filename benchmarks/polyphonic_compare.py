@@ -19,7 +19,7 @@ import sys
 
 from timbre_lobes.atomic import atomic_open
 from timbre_lobes.polyphonic.evaluate import VALID_SET
-from timbre_lobes.polyphonic.report import plot_by_sources
+from timbre_lobes.polyphonic.report import interval_text, plot_by_sources
 
 
 def named_report(text):
@@ -70,7 +70,8 @@ def table(records, method):
     head = " | ".join(f"{n} src" for n in counts)
     lines = [
         f"Method `{method}`. Detection: EER (%) of 'is the enrolled instrument playing?' trials; "
-        "family presence: micro-F1.",
+        "family presence: micro-F1. In square brackets, where the reports have them: 95 % intervals with the "
+        "set's instruments resampled (recipes/Polyphonic/README.md).",
         "",
         f"| model | set | detection EER: all | {head} | family micro-F1: all | {head} | family micro-mAP |",
         "|---|---|---:|" + "---:|" * len(counts) + "---:|" + "---:|" * len(counts) + "---:|",
@@ -87,10 +88,10 @@ def table(records, method):
 
             eers = " | ".join(cell(det["by_sources"].get(str(n)), "EER", ".1f") for n in counts)
             f1s = " | ".join(cell(fam["by_sources"].get(str(n)), "micro_f1", ".3f") for n in counts)
-            lines.append(
-                f"| {name} | {set_name} | {cell(det['all'], 'EER', '.1f')} | {eers} | "
-                f"{cell(fam['all'], 'micro_f1', '.3f')} | {f1s} | {cell(fam['all'], 'micro_mAP', '.3f')} |"
-            )
+            eer = cell(det["all"], "EER", ".1f") + interval_text(res, "EER_ci", 1)
+            f1 = cell(fam["all"], "micro_f1", ".3f") + interval_text(res, "family_micro_f1_ci", 3)
+            mean_ap = cell(fam["all"], "micro_mAP", ".3f") + interval_text(res, "family_micro_mAP_ci", 3)
+            lines.append(f"| {name} | {set_name} | {eer} | {eers} | {f1} | {f1s} | {mean_ap} |")
     return "\n".join(lines)
 
 

@@ -619,6 +619,18 @@ def test_cli_without_a_model_says_how_to_get_one(capsys, tmp_path, monkeypatch, 
     assert status == 1 and "no trained model at" in err
 
 
+def test_cli_device_the_machine_lacks_is_a_clear_error(capsys, model_dir, test_notes, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
+    status, out, err = run_cli(capsys, "classify", test_notes[0], "--model", model_dir, "--device", "cuda")
+    assert status == 1 and "--device cuda: this machine has no CUDA device" in err and "Traceback" not in err
+    status, out, err = run_cli(capsys, "verify", *test_notes[:2], "--model", model_dir, "--device", "gpu0")
+    assert status == 1 and "--device gpu0: not a torch device" in err
+    status, out, err = run_cli(capsys, "classify", test_notes[0], "--model", model_dir, "--device", "cpu")
+    assert status == 0 and out
+
+
 def test_cli_exit_status_in_a_real_process(model_dir, test_notes, tmp_path):
     bad = tmp_path / "bad.mp3"
     bad.write_bytes(b"\x00" * 100)

@@ -106,20 +106,24 @@ def test_test_mixtures_hold_only_unseen_instruments_and_never_an_enrolment_note(
     assert all(len(rows) == 3 for rows in enrol.values()) and root == os.path.abspath(folder)
 
 
-def test_manifest_is_written_once_and_redrawn_for_other_settings(tiny_corpus, tmp_path):
+def test_manifest_is_written_once_and_redrawn_for_other_settings(tiny_corpus, tmp_path, capsys):
     folder = os.path.join(tiny_corpus, "nsynth-test")
     path = tmp_path / "mixtures.json"
     first, _, _ = mixture_set(folder, path, 4, SETTINGS, seed=0)
+    assert "drew 12 mixtures (no manifest yet)" in capsys.readouterr().out
     stamp = os.stat(path).st_mtime_ns
     again, _, _ = mixture_set(folder, path, 4, SETTINGS, seed=0)
     assert again == first and os.stat(path).st_mtime_ns == stamp  # reused, not rewritten
+    assert "reusing its 12 mixtures" in capsys.readouterr().out  # the user is told which
     record = json.loads(path.read_text())
     assert record["mixtures"] == first and record["options"]["n_mixtures"] == 12
     assert sorted(record["enrolment"]) == sorted({s["instrument"] for m in first for s in m["sources"]})
     other, _, _ = mixture_set(folder, path, 4, {**SETTINGS, "gain_db": [-6.0, 0.0]}, seed=0)
     assert other != first and read_mixtures(path)["options"]["gain_db"] == [-6.0, 0.0]
+    assert "drawn with other settings (gain_db)" in capsys.readouterr().out
     path.write_text('{"version": 1, "options"')  # a manifest cut short is redrawn, not trusted
     assert mixture_set(folder, path, 4, SETTINGS, seed=0)[0] == first
+    assert "unreadable or cut short" in capsys.readouterr().out
 
 
 def test_split_enrolment_keeps_a_note_to_mix():
@@ -167,6 +171,34 @@ def test_family_presence_scores_and_the_chosen_threshold():
     assert set(result["all"]["per_family_f1"]) == {"x", "y"}  # z never plays: not averaged in
     flipped = detection.family_presence_scores(1 - scores, truth, mixtures, 0.5, ["x", "y", "z"])
     assert flipped["all"]["micro_f1"] == 0.0
+
+
+def test_instrument_intervals_contain_the_figure_and_widen_with_fewer_instruments():
+    rng = np.random.default_rng(0)
+
+    def draw(n_instruments, n_mixtures=120):
+        names = [f"i{k}" for k in range(n_instruments)]
+        mixtures = []
+        for i in range(n_mixtures):
+            chosen = rng.choice(n_instruments, size=int(rng.integers(1, 3)), replace=False)
+            sources = [{"instrument": names[k], "family": "xy"[k % 2]} for k in chosen]
+            mixtures.append({"id": str(i), "n_sources": len(sources), "sources": sources})
+        truth = detection.presence_matrix(mixtures, names, "instrument")
+        scores = truth + rng.normal(scale=0.6, size=truth.shape)  # a detector that errs
+        fam_truth = detection.presence_matrix(mixtures, ["x", "y"], "family")
+        fam_scores = fam_truth + rng.normal(scale=0.6, size=fam_truth.shape)
+        found = detection.instrument_intervals(scores, truth, names, fam_scores, fam_truth, 0.5, mixtures, 300)
+        eer = detection.detection_scores(scores, truth, mixtures)["all"]["EER"]
+        f1 = detection.family_presence_scores(fam_scores, fam_truth, mixtures, 0.5, ["x", "y"])["all"]["micro_f1"]
+        return found, eer, f1
+
+    few, eer, f1 = draw(6)
+    assert few["ci_instruments"] == 6 and few["ci_level"] == 0.95
+    assert few["EER_ci"][0] <= eer <= few["EER_ci"][1] and few["family_micro_f1_ci"][0] <= f1
+    assert f1 <= few["family_micro_f1_ci"][1] and few["family_micro_mAP_ci"][0] < few["family_micro_mAP_ci"][1]
+    many, _, _ = draw(60, n_mixtures=1200)
+    width = lambda found: found["EER_ci"][1] - found["EER_ci"][0]  # noqa: E731
+    assert width(many) < width(few)  # more instruments, a narrower interval
 
 
 def test_window_scores_take_the_best_window():
@@ -218,6 +250,9 @@ def test_baseline_recipe_end_to_end(tiny_model, tiny_corpus, shared_nsynth, tmp_
     for name in ("polyphonic.md", "by_sources.png", "rendered_test_mixtures.json", "real_NSynth_mixtures.json"):
         assert (out / name).stat().st_size > 0
     assert "## real NSynth" in (out / "polyphonic.md").read_text()
+    low, high = real["intervals"]["EER_ci"]  # the 25 real instruments resampled
+    assert low <= real["detection"]["all"]["EER"] <= high and real["intervals"]["ci_instruments"] == 25
+    assert "bootstrap intervals of the overall EER" in (out / "polyphonic.md").read_text()
     # Two reports side by side (benchmarks/polyphonic_compare.py): one row per model and set, no validation rows.
     compare = [sys.executable, os.path.join(REPO, "benchmarks", "polyphonic_compare.py")]
     reports = [f"--report=a={out / 'polyphonic.json'}", f"--report=b={out / 'polyphonic.json'}"]
@@ -228,7 +263,11 @@ def test_baseline_recipe_end_to_end(tiny_model, tiny_corpus, shared_nsynth, tmp_
     rows = [line for line in (tmp_path / "cmp" / "compare.md").read_text().splitlines() if line.startswith("| a |")]
     assert [row.split(" | ")[1] for row in rows] == ["rendered test", "real NSynth"]
     clip = record["results"]["real NSynth"]["clip"]["detection"]["all"]["EER"]
-    assert rows[1].split(" | ")[2] == f"{clip:.1f}" and (tmp_path / "cmp" / "compare.png").stat().st_size > 0
+    low, high = record["results"]["real NSynth"]["clip"]["intervals"]["EER_ci"]
+    assert (
+        rows[1].split(" | ")[2] == f"{clip:.1f} [{low:.1f}, {high:.1f}]"
+        and (tmp_path / "cmp" / "compare.png").stat().st_size > 0
+    )
     proc = subprocess.run([*compare, f"--report=a={tmp_path / 'none.json'}"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0 and "not a readable polyphonic.json" in proc.stderr
     other = json.loads((out / "polyphonic.json").read_text())
@@ -388,6 +427,10 @@ def test_training_recipe_end_to_end(objective, tiny_corpus, tiny_model, tmp_path
     model = TimbreEncoder.from_hparams(source=str(out / "model"))
     assert model.family_output == "sigmoid" and model.detection_threshold is not None
     assert model.detection_window_seconds == 0.0  # its threshold was chosen on whole-clip scores
+    card = (out / "model" / "README.md").read_text()  # the model card says how it was trained and served
+    assert "mixtures of 1 to 3 notes of distinct training instruments (16 new mixtures per epoch" in card
+    assert f"- `detection_threshold: {model.detection_threshold}`: cosine at or above which" in card
+    assert "- `family_output: sigmoid`" in card
     emb = np.random.default_rng(0).normal(size=(2, 32))
     presence = model.family_presence(emb)
     assert presence.shape == (2, len(model.family_labels)) and not np.allclose(presence.sum(axis=1), 1.0)
@@ -465,7 +508,7 @@ def test_evaluation_settings_are_checked_before_anything_is_drawn(tiny_corpus, t
     from timbre_lobes.polyphonic.evaluate import check_config, mixture_folders
 
     good = {"sampler": dict(SETTINGS), "valid_per_count": 2, "test_per_count": 2, "n_enrol": 3}
-    good.update(window_seconds=1.5, hop_seconds=0.5)
+    good.update(window_seconds=1.5, hop_seconds=0.5, ci_resamples=0)
     check_config(good)
     bad = {
         "unknown keys ['max_source']": {"sampler": {**SETTINGS, "max_source": 2}},
@@ -474,6 +517,7 @@ def test_evaluation_settings_are_checked_before_anything_is_drawn(tiny_corpus, t
         "test_per_count must be a whole number": {"test_per_count": 0},
         "window_seconds must be 0": {"window_seconds": -1},
         "hop_seconds must be positive": {"hop_seconds": 0},
+        "ci_resamples must be 0": {"ci_resamples": -5},
     }
     for message, change in bad.items():
         with pytest.raises(ValueError, match=re.escape(message)):

@@ -115,7 +115,19 @@ def main(argv):
     if best is None:
         raise FileNotFoundError(f"no checkpoint in {hparams['save_folder']}: training saved none")
     export_folder = hparams.get("export_folder") or os.path.join(hparams["output_folder"], "model")
-    results = {"data_folder": os.path.abspath(data_folder), "valid_mixtures": dict(best.meta)}
+    sampler = hparams["train_sampler"]
+    start = f"Fine-tuned from `{hparams['pretrained_model']}`" if hparams["pretrained_model"] else "Trained"
+    results = {
+        "data_folder": os.path.abspath(data_folder),
+        "valid_mixtures": dict(best.meta),
+        "training": f"{start} by `recipes/Polyphonic/train.py` on mixtures "
+        f"of {sampler['min_sources']} to {sampler['max_sources']} notes of distinct training instruments "
+        f"({hparams['mixtures_per_epoch']} new mixtures per epoch, {hparams['number_of_epochs']} epochs): "
+        f"instrument presence (weight {hparams['instrument_weight']}), family presence (weight "
+        f"{hparams['family_weight']}), distillation (weight {hparams['distill_weight']}); front end "
+        f"{'frozen' if hparams['freeze_frontend'] else 'trained'}. The checkpoint of lowest detection EER on "
+        f"the validation mixtures ({best.meta['EER']:.2f} %) was exported.",
+    }
     out = os.path.join(hparams["output_folder"], "mixtures")
     config = {**hparams, "model": export_folder}
 

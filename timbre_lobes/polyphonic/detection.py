@@ -17,6 +17,7 @@ embeddings) is compared with each enrolment and the best window counts
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score
 
+from timbre_lobes.scoring.evaluation import cluster_bootstrap
 from timbre_lobes.scoring.verification import eer_and_min_dcf
 
 
@@ -190,3 +191,83 @@ def rates_at(scores, truth, threshold):
     miss = 100.0 * float((~decided[truth]).mean()) if truth.any() else float("nan")
     false_alarm = 100.0 * float(decided[~truth].mean()) if (~truth).any() else float("nan")
     return {"threshold": float(threshold), "miss_rate": miss, "false_alarm_rate": false_alarm}
+
+
+def instrument_intervals(
+    scores,
+    truth,
+    names,
+    family_scores,
+    family_truth,
+    family_threshold,
+    mixtures,
+    n_resamples=1000,
+    confidence=0.95,
+    seed=0,
+):
+    """Confidence intervals of the overall detection EER and family micro-F1 / micro-mAP, instruments resampled.
+
+    Mixtures of one note set share its few instruments (the real NSynth sample has 25),
+    so the mixtures are not independent draws; as :func:`timbre_lobes.scoring.evaluation.
+    instrument_bootstrap` does for single notes, the *instruments* are resampled
+    (:func:`~timbre_lobes.scoring.evaluation.cluster_bootstrap`). A detection trial
+    belongs to its enrolled instrument and counts as often as that instrument was drawn.
+    A mixture counts the product of its instruments' counts (as the pigeonhole
+    bootstrap weights an item of crossed factors, Owen 2007): it is present in a
+    resample only when all its instruments are, so the family intervals are wide.
+
+    Arguments
+    ---------
+    scores, truth : np.ndarray
+        ``[n_mixtures, n_instruments]`` detection scores and 0/1 truth (columns: ``names``).
+    names : list of str
+        The enrolled instruments.
+    family_scores, family_truth : np.ndarray
+        ``[n_mixtures, n_families]`` presence scores and 0/1 truth.
+    family_threshold : float
+        The presence decision threshold (F1).
+    mixtures : list of dict
+        The mixtures (their sources' ``instrument``), in the rows' order.
+    n_resamples, confidence, seed
+        As :func:`~timbre_lobes.scoring.evaluation.instrument_bootstrap`.
+
+    Returns
+    -------
+    dict
+        ``EER_ci`` ([low, high], %), ``family_micro_f1_ci``, ``family_micro_mAP_ci``,
+        ``ci_level``, ``ci_instruments``.
+    """
+    index = {name: j for j, name in enumerate(names)}
+    for mixture in mixtures:  # an instrument without enrolment still clusters its mixtures
+        for source in mixture["sources"]:
+            index.setdefault(source["instrument"], len(index))
+    members = [[index[s["instrument"]] for s in m["sources"]] for m in mixtures]
+    labels, values = np.asarray(truth), np.asarray(scores)
+    decisions = np.asarray(family_scores) >= family_threshold
+
+    def eer(counts):
+        weight = np.broadcast_to(counts[: labels.shape[1]], labels.shape).ravel()
+        kept = weight > 0
+        if labels.ravel()[kept].min() == labels.ravel()[kept].max():
+            return np.nan
+        return 100.0 * eer_and_min_dcf(labels.ravel()[kept], values.ravel()[kept], sample_weight=weight[kept])["eer"]
+
+    def mixture_weights(counts):
+        return np.array([np.prod(counts[m]) for m in members], dtype=np.float64)
+
+    def micro_f1(counts):
+        weight = mixture_weights(counts)
+        if not weight.any():
+            return np.nan
+        return float(f1_score(family_truth, decisions, average="micro", sample_weight=weight, zero_division=0))
+
+    def micro_map(counts):
+        weight = mixture_weights(counts)
+        if not weight.any():
+            return np.nan
+        return float(average_precision_score(family_truth, family_scores, average="micro", sample_weight=weight))
+
+    result = {"ci_level": confidence, "ci_instruments": len(index)}
+    for key, statistic in (("EER_ci", eer), ("family_micro_f1_ci", micro_f1), ("family_micro_mAP_ci", micro_map)):
+        result[key] = cluster_bootstrap(len(index), statistic, n_resamples, confidence, seed)
+    return result

@@ -26,8 +26,8 @@ from timbre_lobes.data.audio import prepare_audio, read_audio_file
 from timbre_lobes.data.nsynth import read_nsynth_folder, resolve_note_folder
 from timbre_lobes.polyphonic import detection
 from timbre_lobes.polyphonic.mixtures import (
+    check_mixtures,
     mix_audio,
-    read_mixtures,
     resolve_wav,
     sample_mixtures,
     split_enrolment,
@@ -46,7 +46,7 @@ def check_config(config):
 
     ``config``: ``sampler`` (a mapping of :data:`SAMPLER_KEYS`, all given), ``valid_per_count`` and
     ``test_per_count`` (at least 1), ``n_enrol`` (at least 1), ``window_seconds`` (0 = the clip
-    alone, else positive), ``hop_seconds`` (positive).
+    alone, else positive), ``hop_seconds`` (positive), ``ci_resamples`` (0 = no intervals).
     """
     sampler = config.get("sampler")
     if not isinstance(sampler, dict):
@@ -60,6 +60,8 @@ def check_config(config):
     for key in ("valid_per_count", "test_per_count", "n_enrol"):
         if not isinstance(config.get(key), int) or config[key] < 1:
             raise ValueError(f"{key} must be a whole number of at least 1, got {config.get(key)!r}")
+    if not isinstance(config.get("ci_resamples"), int) or config["ci_resamples"] < 0:
+        raise ValueError(f"ci_resamples must be 0 (no intervals) or a whole number, got {config.get('ci_resamples')!r}")
     if not isinstance(config.get("window_seconds"), (int, float)) or config["window_seconds"] < 0:
         raise ValueError(f"window_seconds must be 0 (the clip alone) or positive, got {config.get('window_seconds')!r}")
     if not isinstance(config.get("hop_seconds"), (int, float)) or config["hop_seconds"] <= 0:
@@ -106,13 +108,15 @@ def mixture_set(note_folder, manifest_path, per_count, settings, n_enrol=3, seed
     }
     rows = read_nsynth_folder(folder, data_root=folder)
     enrol, rest = split_enrolment(rows, n_enrol=n_enrol, seed=seed)
-    record = read_mixtures(manifest_path, options)
+    record, why = check_mixtures(manifest_path, options)
     if record is not None:
+        print(f"{manifest_path}: reusing its {len(record['mixtures'])} mixtures (same notes and settings)")
         return record["mixtures"], enrol, folder
     # Each note set its own random stream: no two sets share their onsets and gains.
     stream = [seed, zlib.crc32(os.path.basename(folder).encode())]
     mixtures = sample_mixtures(rest, per_count * span, seed=stream, **settings)
     write_mixtures(manifest_path, mixtures, options, enrolment=enrol)
+    print(f"{manifest_path}: drew {len(mixtures)} mixtures ({why})")
     return mixtures, enrol, folder
 
 
@@ -168,7 +172,7 @@ def detection_matrix(embedded, method):
     )
 
 
-def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detection_threshold=None):
+def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detection_threshold=None, n_resamples=1000):
     """Scores one embedded mixture set with each method.
 
     Arguments
@@ -186,14 +190,18 @@ def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detecti
         Threshold whose miss and false-alarm rates are reported (default: what
         ``detect`` uses: the model's ``detection_threshold``, else its note-to-note
         verification threshold).
+    n_resamples : int
+        Bootstrap resamples of the 95 % intervals (instruments resampled,
+        :func:`timbre_lobes.polyphonic.detection.instrument_intervals`); 0 = none.
 
     Returns
     -------
     dict
-        ``{method: {"detection": ..., "at_threshold": ..., "family_presence": ...}}``
+        ``{method: {"detection": ..., "at_threshold": ..., "family_presence": ..., "intervals": ...}}``
         (:func:`timbre_lobes.polyphonic.detection.detection_scores`,
         :func:`~timbre_lobes.polyphonic.detection.rates_at`,
-        :func:`~timbre_lobes.polyphonic.detection.family_presence_scores`).
+        :func:`~timbre_lobes.polyphonic.detection.family_presence_scores`,
+        :func:`~timbre_lobes.polyphonic.detection.instrument_intervals`).
     """
     truth_inst = detection.presence_matrix(mixtures, embedded["instruments"], "instrument")
     truth_fam = detection.presence_matrix(mixtures, model.family_labels, "family")
@@ -214,6 +222,10 @@ def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detecti
                 presence, truth_fam, mixtures, chosen, model.family_labels
             ),
         }
+        if n_resamples:
+            results[method]["intervals"] = detection.instrument_intervals(
+                scores, truth_inst, embedded["instruments"], presence, truth_fam, chosen, mixtures, n_resamples
+            )
     return results
 
 
@@ -280,7 +292,7 @@ def evaluate_on_mixtures(model, folders, output_folder, config, title=None):
         embedded = embed_mixture_set(
             model, mixtures, enrol, root, config["window_seconds"], config["hop_seconds"], desc=name
         )
-        result = score_mixture_set(model, embedded, mixtures, thresholds)
+        result = score_mixture_set(model, embedded, mixtures, thresholds, n_resamples=config["ci_resamples"])
         if name == VALID_SET:
             thresholds = {m: r["family_presence"]["threshold"] for m, r in result.items()}
         scored[name] = result

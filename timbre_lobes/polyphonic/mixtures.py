@@ -274,13 +274,27 @@ def write_mixtures(path, mixtures, options, enrolment=None):
 
 def read_mixtures(path, options=None):
     """The record :func:`write_mixtures` wrote; None if absent, unreadable or made with other ``options``."""
+    return check_mixtures(path, options)[0]
+
+
+def check_mixtures(path, options=None):
+    """``(record, None)`` if the manifest at ``path`` can be reused, else ``(None, why)``.
+
+    ``why`` says, for the user, why the mixtures must be drawn again: no manifest yet, a file
+    cut short or of another version, or the options that differ from ``options``.
+    """
     try:
         with open(path) as handle:
             record = json.load(handle)
-    except (OSError, json.JSONDecodeError):
-        return None
+    except FileNotFoundError:
+        return None, "no manifest yet"
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None, "the manifest there is unreadable or cut short"
     if not isinstance(record, dict) or record.get("version") != MANIFEST_VERSION:
-        return None
-    if options is not None and record.get("options") != options:
-        return None
-    return record
+        return None, f"the manifest there is not of version {MANIFEST_VERSION}"
+    stored = record.get("options")
+    if options is not None and stored != options:
+        stored = stored if isinstance(stored, dict) else {}
+        changed = sorted(k for k in set(options) | set(stored) if options.get(k) != stored.get(k))
+        return None, f"it was drawn with other settings ({', '.join(changed)})"
+    return record, None

@@ -21,6 +21,14 @@ def _stat(stats, key, digits):
     return "n/a" if stats is None else _fmt(stats.get(key), digits)
 
 
+def interval_text(res, key, digits):
+    """`` [low, high]`` of ``res["intervals"][key]``, or nothing when the report has no intervals."""
+    interval = (res.get("intervals") or {}).get(key)
+    if interval is None:
+        return ""
+    return f" [{_fmt(interval[0], digits)}, {_fmt(interval[1], digits)}]"
+
+
 def markdown(results, run):
     """The Markdown summary: one detection table and one family-presence table per set."""
     lines = [
@@ -51,7 +59,8 @@ def markdown(results, run):
             cells = " | ".join(_stat(det["by_sources"].get(n), "EER", 1) for n in counts)
             rates = res["at_threshold"]
             lines.append(
-                f"| {method} | {_stat(det['all'], 'EER', 1)} | {cells} | {_stat(det['all'], 'minDCF', 3)} | "
+                f"| {method} | {_stat(det['all'], 'EER', 1)}{interval_text(res, 'EER_ci', 1)} | {cells} | "
+                f"{_stat(det['all'], 'minDCF', 3)} | "
                 f"{_fmt(rates['miss_rate'])} / {_fmt(rates['false_alarm_rate'])} % |"
             )
         lines += [
@@ -70,7 +79,16 @@ def markdown(results, run):
                 return f"{stats['micro_f1']:.3f} ({stats['micro_mAP']:.3f})"
 
             cells = " | ".join(cell(fam["by_sources"].get(n)) for n in counts)
-            lines.append(f"| {method} | {fam['threshold']:.3f} | {cell(fam['all'])} | {cells} |")
+            overall = cell(fam["all"]) + interval_text(res, "family_micro_f1_ci", 3)
+            lines.append(f"| {method} | {fam['threshold']:.3f} | {overall} | {cells} |")
+        intervals = [res["intervals"] for res in by_method.values() if res.get("intervals")]
+        if intervals:
+            lines += [
+                "",
+                f"In square brackets: {100 * intervals[0]['ci_level']:.0f} % bootstrap intervals of the overall EER "
+                f"and micro-F1, the set's {intervals[0]['ci_instruments']} instruments resampled (a mixture counts "
+                "only when all its instruments are drawn: the family intervals are wide).",
+            ]
         lines.append("")
     return "\n".join(lines)
 

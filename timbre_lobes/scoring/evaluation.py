@@ -145,41 +145,69 @@ def instrument_bootstrap(
     >>> ci["ci_instruments"], ci["EER_ci"][0] <= 33.4 <= ci["EER_ci"][1]
     (3, True)
     """
-    from scipy.stats import bootstrap
-
     names = sorted(set(trial_instruments) | set(note_instruments))
     index = {name: i for i, name in enumerate(names)}
     trial_cluster = np.array([index[n] for n in trial_instruments])
     note_cluster = np.array([index[n] for n in note_instruments])
     trial_labels, trial_scores = np.asarray(trial_labels), np.asarray(trial_scores)
 
-    def counts(sample):
-        return np.bincount(np.asarray(sample, dtype=int), minlength=len(names))
-
-    def eer(sample):
-        weight = counts(sample)[trial_cluster]
+    def eer(counts):
         try:
-            return 100.0 * eer_and_min_dcf(trial_labels, trial_scores, sample_weight=weight)["eer"]
+            return 100.0 * eer_and_min_dcf(trial_labels, trial_scores, sample_weight=counts[trial_cluster])["eer"]
         except ValueError:  # no target or no non-target trial drawn
             return np.nan
 
-    def micro_f1(sample):
-        weight = counts(sample)[note_cluster]
-        return float(f1_score(family_true, family_pred, average="micro", sample_weight=weight))
+    def micro_f1(counts):
+        return float(f1_score(family_true, family_pred, average="micro", sample_weight=counts[note_cluster]))
 
     result = {"ci_level": confidence, "ci_instruments": len(names)}
     for key, statistic in (("EER_ci", eer), ("family_micro_f1_ci", micro_f1)):
-        ci = bootstrap(
-            (np.arange(len(names)),),
-            statistic,
-            n_resamples=n_resamples,
-            confidence_level=confidence,
-            method="percentile",
-            vectorized=False,
-            rng=np.random.default_rng(seed),
-        ).confidence_interval
-        result[key] = [float(ci.low), float(ci.high)]
+        result[key] = cluster_bootstrap(len(names), statistic, n_resamples, confidence, seed)
     return result
+
+
+def cluster_bootstrap(n_clusters, statistic, n_resamples=1000, confidence=0.95, seed=0):
+    """Percentile interval of a statistic when whole clusters (instruments) are resampled.
+
+    ``scipy.stats.bootstrap`` draws ``n_clusters`` cluster indices with replacement; the
+    statistic is given how often each cluster was drawn and weights its items by it.
+
+    Arguments
+    ---------
+    n_clusters : int
+        Clusters resampled (e.g. the test instruments).
+    statistic : callable
+        ``counts [n_clusters] int array -> float``; NaN for a draw it cannot score.
+    n_resamples, confidence, seed
+        As :func:`instrument_bootstrap`.
+
+    Returns
+    -------
+    list of float
+        ``[low, high]``.
+
+    Example
+    -------
+    >>> values = np.array([1.0, 2.0, 3.0, 4.0])
+    >>> low, high = cluster_bootstrap(4, lambda counts: float(np.average(values, weights=counts)), 500)
+    >>> 1.0 <= low < 2.5 < high <= 4.0
+    True
+    """
+    from scipy.stats import bootstrap
+
+    def on_sample(sample):
+        return statistic(np.bincount(np.asarray(sample, dtype=int), minlength=n_clusters))
+
+    ci = bootstrap(
+        (np.arange(n_clusters),),
+        on_sample,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=False,
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    return [float(ci.low), float(ci.high)]
 
 
 def evaluate_collected(collector, enrolments, trials, labels=FAMILIES, cohort=None, instruments=None):

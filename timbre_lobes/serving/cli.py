@@ -43,6 +43,40 @@ def default_model_folder():
     return None
 
 
+def check_device(name):
+    """``name`` if this machine has that torch device, else a ValueError that says what it has.
+
+    Args:
+        name (str): a torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+
+    Returns:
+        str: ``name`` unchanged.
+
+    Raises:
+        ValueError: the string is no torch device, or the machine has no such accelerator
+            (e.g. ``--device cuda`` with a CPU-only build of torch or no visible GPU).
+    """
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {name}: not a torch device ({error})") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            built = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA"
+            raise ValueError(
+                f"--device {name}: this machine has no CUDA device (torch {torch.__version__}, built with "
+                f"{built}); use --device cpu"
+            )
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: the MPS backend is not available here; use --device cpu")
+    return name
+
+
 def load_model(args):
     """The TimbreEncoder named by ``--model`` (or the demo's), with a clear message if absent."""
     folder = args.model or default_model_folder()
@@ -52,7 +86,7 @@ def load_model(args):
         raise FileNotFoundError(f"no trained model at {folder}: run `make demo` or pass --model")
     from timbre_lobes.serving.inference import TimbreEncoder  # torch and speechbrain: slow imports
 
-    run_opts = {"device": args.device} if args.device else {"device": "cpu"}
+    run_opts = {"device": check_device(args.device or "cpu")}
     model = TimbreEncoder.from_hparams(source=folder, run_opts=run_opts)
     if getattr(args, "max_seconds", None) is not None:
         model.max_seconds = args.max_seconds

@@ -119,7 +119,9 @@ def export_model(
         ``family_encoder.txt``. None: NSynth's 11 families.
     extra_settings : dict, optional
         Plain values added to the export's ``hyperparams.yaml`` (e.g. the polyphonic
-        recipe's ``family_output: sigmoid`` and ``detection_threshold``).
+        recipe's ``family_output: sigmoid`` and ``detection_threshold``); the model
+        card lists them. ``results["training"]`` (a sentence, optional) tells the card how
+        the model was trained when that is not plain single-note training.
 
     Returns
     -------
@@ -259,6 +261,8 @@ def _write_export(
         "verification_threshold_origin": origin,
         "validation": validation,
         "test": test,
+        "training": results.get("training"),
+        "settings": dict(extra_settings),
         "files": files + [INFO_FILE, "README.md"],
     }
     write_json(os.path.join(folder, INFO_FILE), info)

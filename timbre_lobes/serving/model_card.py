@@ -14,6 +14,29 @@ def _family_space(labels):
     return f"the {len(labels)} instrument {noun} ({', '.join(labels)})"
 
 
+#: What each serving setting an export may add to its ``hyperparams.yaml`` means, for the card.
+SETTING_NOTES = {
+    "family_output": "how family scores are read: `softmax` (one family per sound) or `sigmoid` (each family "
+    "present or not, as in mixtures)",
+    "detection_threshold": "cosine at or above which `detect` calls an enrolled instrument present in a mixture",
+    "detection_window_seconds": "window length `detect` scores besides the whole clip (0: the whole clip alone)",
+}
+
+
+def _settings_section(info):
+    """The card's lines on non-default training and serving settings (none when there are none)."""
+    lines = []
+    if info.get("training"):
+        lines += ["", "## Training", "", info["training"]]
+    settings = info.get("settings") or {}
+    if settings:
+        lines += ["", "## Serving settings", "", "Beyond the single-note defaults, `hyperparams.yaml` sets:", ""]
+        for key, value in settings.items():
+            note = SETTING_NOTES.get(key)
+            lines.append(f"- `{key}: {value}`" + (f": {note}" if note else ""))
+    return lines
+
+
 def model_card(info, definitions, final_folder):
     """The export's ``README.md``.
 
@@ -25,7 +48,9 @@ def model_card(info, definitions, final_folder):
         ``data_folder``, ``n_train_instruments``, ``family_labels`` (the family
         head's rows in order; NSynth's families when absent), ``sample_rate``,
         ``verification_threshold`` and its ``_origin``, ``validation`` (dict or
-        None), ``test`` and ``files``.
+        None), ``test`` and ``files``; optionally ``training`` (a sentence on a
+        training that is not plain single-note training) and ``settings`` (the
+        serving settings the export adds, listed with :data:`SETTING_NOTES`).
     definitions : dict
         ``{module name: YAML text of its definition}``.
     final_folder : str
@@ -91,6 +116,7 @@ def model_card(info, definitions, final_folder):
             f"Note-vs-note pairs of the validation instruments: EER {val['pair_EER']:.2f} % "
             f"over {val['n_pairs']} pairs.",
         ]
+    lines += _settings_section(info)
     lines += [
         "",
         "## Verification threshold",
