@@ -21,7 +21,7 @@ import csv
 import os
 import sys
 
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 
 # The corpus is prepared exactly as the NSynth recipe prepares it.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "NSynth"))
@@ -114,6 +114,8 @@ def main(argv):
     best = brain.checkpointer.recover_if_possible(min_key="EER")
     if best is None:
         raise FileNotFoundError(f"no checkpoint in {hparams['save_folder']}: training saved none")
+    if not if_main_process():  # under DDP the export and its evaluation are the main process's alone
+        return None
     export_folder = hparams.get("export_folder") or os.path.join(hparams["output_folder"], "model")
     sampler = hparams["train_sampler"]
     start = f"Fine-tuned from `{hparams['pretrained_model']}`" if hparams["pretrained_model"] else "Trained"
