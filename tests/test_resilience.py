@@ -159,6 +159,26 @@ def test_sigkill_mid_epoch_then_the_same_command_finishes_the_run(tiny_corpus, t
     assert results["wall_seconds"] > killed_run_seconds
 
 
+def test_ctrl_c_stops_the_run_with_one_message_and_keeps_its_checkpoints(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    cmd = recipe_cmd(tiny_corpus, out, "--number_of_epochs=20")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    deadline = time.time() + 240
+    try:
+        while not checkpoints(out / "save"):
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.time() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "train.py: interrupted. The checkpoints already saved are kept" in stderr
+    assert "Traceback" not in stderr and checkpoints(out / "save")
+    assert not (out / "results.json").exists()
+
+
 def test_run_clock_ignores_the_best_checkpoint_loaded_after_it_saved(tmp_path):
     """A fresh run saves, then loads an earlier epoch's checkpoint for the test: its time stays its own."""
     from timbre_lobes.checkpoints import RunClock

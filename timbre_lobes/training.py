@@ -210,6 +210,47 @@ class TimbreBrain(sb.core.Brain):
 # ---------------------------------------------------------------------------
 
 
+#: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED_STATUS = 130
+
+
+def run_script(main, argv, script, errors=(RunFolderError, FileNotFoundError)):
+    """Runs a recipe's ``main(argv)`` as its command line: known errors and Ctrl-C as one message, no traceback.
+
+    Arguments
+    ---------
+    main : callable
+        The recipe's ``main(argv)``.
+    argv : list of str
+        Its arguments (``sys.argv[1:]``).
+    script : str
+        The name the messages start with (``train.py``).
+    errors : tuple of type
+        Exceptions whose message is the whole story (a folder that does not fit, a missing file).
+
+    Returns
+    -------
+    object
+        What ``main`` returned.
+
+    Raises
+    ------
+    SystemExit
+        ``script: error: ...`` (status 1) for ``errors``; status 130 on Ctrl-C, after saying that the
+        checkpoints already saved are kept and the same command resumes from the latest.
+    """
+    try:
+        return main(argv)
+    except errors as err:
+        sys.exit(f"{script}: error: {err}")
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            f"\n{script}: interrupted. The checkpoints already saved are kept; the same command resumes from the "
+            "latest (ckpt_interval_minutes sets how often one is saved within an epoch).\n"
+        )
+        sys.exit(INTERRUPTED_STATUS)
+
+
 def load_run(argv, check_data=None):
     """Parses a recipe's command line, checks its inputs, loads its YAML and creates the experiment folder.
 

@@ -71,7 +71,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except (training.RunFolderError, FileNotFoundError) as err:  # a folder that does not fit: its message
-        sys.exit(f"train.py: error: {err}")
+    training.run_script(main, sys.argv[1:], "train.py")
