@@ -627,6 +627,8 @@ def test_cli_device_the_machine_lacks_is_a_clear_error(capsys, model_dir, test_n
     assert status == 1 and "--device cuda: this machine has no CUDA device" in err and "Traceback" not in err
     status, out, err = run_cli(capsys, "verify", *test_notes[:2], "--model", model_dir, "--device", "gpu0")
     assert status == 1 and "--device gpu0: not a torch device" in err
+    status, out, err = run_cli(capsys, "verify", *test_notes[:2], "--model", model_dir, "--device", "meta")
+    assert status == 1 and "runs on cpu, cuda or mps, not meta" in err
     status, out, err = run_cli(capsys, "classify", test_notes[0], "--model", model_dir, "--device", "cpu")
     assert status == 0 and out
 

@@ -197,6 +197,11 @@ def test_instrument_intervals_contain_the_figure_and_widen_with_fewer_instrument
     assert few["ci_instruments"] == 6 and few["ci_level"] == 0.95
     assert few["EER_ci"][0] <= eer <= few["EER_ci"][1] and few["family_micro_f1_ci"][0] <= f1
     assert f1 <= few["family_micro_f1_ci"][1] and few["family_micro_mAP_ci"][0] < few["family_micro_mAP_ci"][1]
+    pairs = [{"id": "0", "n_sources": 2, "sources": [{"instrument": n, "family": "x"} for n in ("i0", "i1")]}]
+    truth = detection.presence_matrix(pairs, ["i0", "i1"], "instrument")
+    family = truth[:, :1]
+    lone = detection.instrument_intervals(truth * 1.0, truth, ["i0", "i1"], family * 1.0, family, 0.5, pairs)
+    assert lone["EER_ci"] is None  # every trial is a target: no resample can be scored, so no interval (not NaN)
     many, _, _ = draw(60, n_mixtures=1200)
     width = lambda found: found["EER_ci"][1] - found["EER_ci"][0]  # noqa: E731
     assert width(many) < width(few)  # more instruments, a narrower interval
@@ -431,7 +436,8 @@ def test_training_recipe_end_to_end(objective, tiny_corpus, tiny_model, tmp_path
     card = (out / "model" / "README.md").read_text()  # the model card says how it was trained and served
     assert "mixtures of 1 to 3 notes of distinct training instruments (16 new mixtures per epoch" in card
     assert f"- `detection_threshold: {model.detection_threshold}`: cosine at or above which" in card
-    assert "- `family_output: sigmoid`" in card
+    assert "- `family_output: sigmoid`" in card and "two linear heads" in card  # the YAML's head_type
+    assert "python -m timbre_lobes detect mixture.wav --enrol" in card and "mixtures/polyphonic.md" in card
     emb = np.random.default_rng(0).normal(size=(2, 32))
     presence = model.family_presence(emb)
     assert presence.shape == (2, len(model.family_labels)) and not np.allclose(presence.sum(axis=1), 1.0)
@@ -557,7 +563,8 @@ def test_evaluation_settings_are_checked_before_anything_is_drawn(tiny_corpus, t
         "test_per_count must be a whole number": {"test_per_count": 0},
         "window_seconds must be 0": {"window_seconds": -1},
         "hop_seconds must be positive": {"hop_seconds": 0},
-        "ci_resamples must be 0": {"ci_resamples": -5},
+        "ci_resamples must be 0 (no intervals) or at least 100": {"ci_resamples": 1},
+        "or at least 100 (fewer resamples make no 95 % interval), got -5": {"ci_resamples": -5},
     }
     for message, change in bad.items():
         with pytest.raises(ValueError, match=re.escape(message)):

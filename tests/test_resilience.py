@@ -174,7 +174,7 @@ def test_ctrl_c_stops_the_run_with_one_message_and_keeps_its_checkpoints(tiny_co
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr[-2000:]
-    assert "train.py: interrupted. The checkpoints already saved are kept" in stderr
+    assert "train.py: interrupted. Any checkpoint already saved is kept; the same command resumes" in stderr
     assert "Traceback" not in stderr and checkpoints(out / "save")
     assert not (out / "results.json").exists()
 

@@ -33,12 +33,14 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.dataio.sampler import ReproducibleRandomSampler
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from timbre_lobes import scripts
 from timbre_lobes.checkpoints import RunClock, RunFolderError, RunSignature
 from timbre_lobes.data import augment, manifest
 from timbre_lobes.data.closed_set import CLOSED_SET, DEFAULT_SEED
 from timbre_lobes.lobes.embed import EMBEDDING_MODULES, embed_unpadded, embed_waveforms
 from timbre_lobes.scoring import evaluation
 from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL, read_trials
+from timbre_lobes.scripts import TRAINING_INTERRUPTED
 
 __all__ = [
     "RunFolderError",
@@ -210,45 +212,9 @@ class TimbreBrain(sb.core.Brain):
 # ---------------------------------------------------------------------------
 
 
-#: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
-INTERRUPTED_STATUS = 130
-
-
-def run_script(main, argv, script, errors=(RunFolderError, FileNotFoundError)):
-    """Runs a recipe's ``main(argv)`` as its command line: known errors and Ctrl-C as one message, no traceback.
-
-    Arguments
-    ---------
-    main : callable
-        The recipe's ``main(argv)``.
-    argv : list of str
-        Its arguments (``sys.argv[1:]``).
-    script : str
-        The name the messages start with (``train.py``).
-    errors : tuple of type
-        Exceptions whose message is the whole story (a folder that does not fit, a missing file).
-
-    Returns
-    -------
-    object
-        What ``main`` returned.
-
-    Raises
-    ------
-    SystemExit
-        ``script: error: ...`` (status 1) for ``errors``; status 130 on Ctrl-C, after saying that the
-        checkpoints already saved are kept and the same command resumes from the latest.
-    """
-    try:
-        return main(argv)
-    except errors as err:
-        sys.exit(f"{script}: error: {err}")
-    except KeyboardInterrupt:
-        sys.stderr.write(
-            f"\n{script}: interrupted. The checkpoints already saved are kept; the same command resumes from the "
-            "latest (ckpt_interval_minutes sets how often one is saved within an epoch).\n"
-        )
-        sys.exit(INTERRUPTED_STATUS)
+def run_script(main, argv, script, errors=(RunFolderError, FileNotFoundError), interrupted=TRAINING_INTERRUPTED):
+    """:func:`timbre_lobes.scripts.run_script` for a training recipe: a run folder that does not fit is an error too."""
+    return scripts.run_script(main, argv, script, errors=errors, interrupted=interrupted)
 
 
 def load_run(argv, check_data=None):

@@ -35,6 +35,7 @@ import argparse
 import sys
 
 from timbre_lobes.scoring.protocol import DEFAULT_PROTOCOL
+from timbre_lobes.scripts import RERUN, run_script
 from timbre_lobes.serving.cli import positive_int
 
 
@@ -78,7 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except (FileNotFoundError, ValueError) as err:  # a missing model or data folder: its message, no traceback
-        sys.exit(f"evaluate.py: error: {err}")
+    run_script(main, sys.argv[1:], "evaluate.py", errors=(FileNotFoundError, ValueError), interrupted=RERUN)

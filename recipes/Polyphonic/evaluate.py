@@ -18,6 +18,7 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 from timbre_lobes.polyphonic.evaluate import check_config, evaluate_on_mixtures, mixture_folders
+from timbre_lobes.scripts import RERUN, run_script
 from timbre_lobes.serving.inference import TimbreEncoder, check_model_folder
 
 
@@ -37,7 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except (FileNotFoundError, ValueError) as err:  # a missing model or folder, a bad option: its message
-        sys.exit(f"evaluate.py: error: {err}")
+    run_script(main, sys.argv[1:], "evaluate.py", errors=(FileNotFoundError, ValueError), interrupted=RERUN)

@@ -31,6 +31,7 @@ from timbre_lobes.probing.html_map import write_map
 from timbre_lobes.probing.plots import plot_probe_bars, plot_tsne_families, plot_tsne_pitch, tsne_coordinates
 from timbre_lobes.probing.probes import run_probes
 from timbre_lobes.probing.report import MD_FILE, write_report
+from timbre_lobes.scripts import RERUN, run_script
 from timbre_lobes.serving.inference import check_model_folder
 
 
@@ -153,7 +154,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except (FileNotFoundError, ValueError) as err:  # a missing model or folder, a bad option: its message
-        sys.exit(f"probe.py: error: {err}")
+    run_script(main, sys.argv[1:], "probe.py", errors=(FileNotFoundError, ValueError), interrupted=RERUN)

@@ -235,7 +235,8 @@ def instrument_intervals(
     -------
     dict
         ``EER_ci`` ([low, high], %), ``family_micro_f1_ci``, ``family_micro_mAP_ci``,
-        ``ci_level``, ``ci_instruments``.
+        ``ci_level``, ``ci_instruments``. An interval too few resamples could score
+        (a few instruments, every mixture dropped) is None.
     """
     index = {name: j for j, name in enumerate(names)}
     for mixture in mixtures:  # an instrument without enrolment still clusters its mixtures

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from timbre_lobes.data.audio import prepare_audio, read_audio_file
-from timbre_lobes.data.nsynth import read_nsynth_folder, resolve_note_folder
+from timbre_lobes.data.nsynth import DataFolderError, read_nsynth_folder, resolve_note_folder
 from timbre_lobes.polyphonic import detection
 from timbre_lobes.polyphonic.mixtures import (
     check_mixtures,
@@ -39,6 +39,10 @@ METHODS = ("clip", "windows")
 
 #: The sampler's settings a mixture set is drawn with (keys of :func:`sample_mixtures`).
 SAMPLER_KEYS = ("max_sources", "min_sources", "seconds", "max_onset_seconds", "gain_db", "scale")
+
+
+#: The fewest bootstrap resamples ``ci_resamples`` takes (0 aside): fewer make no 95 % interval.
+MIN_RESAMPLES = 100
 
 
 def check_config(config):
@@ -60,8 +64,12 @@ def check_config(config):
     for key in ("valid_per_count", "test_per_count", "n_enrol"):
         if not isinstance(config.get(key), int) or config[key] < 1:
             raise ValueError(f"{key} must be a whole number of at least 1, got {config.get(key)!r}")
-    if not isinstance(config.get("ci_resamples"), int) or config["ci_resamples"] < 0:
-        raise ValueError(f"ci_resamples must be 0 (no intervals) or a whole number, got {config.get('ci_resamples')!r}")
+    resamples = config.get("ci_resamples")
+    if not isinstance(resamples, int) or not (resamples == 0 or resamples >= MIN_RESAMPLES):
+        raise ValueError(
+            f"ci_resamples must be 0 (no intervals) or at least {MIN_RESAMPLES} (fewer resamples make no 95 % "
+            f"interval), got {resamples!r}"
+        )
     if not isinstance(config.get("window_seconds"), (int, float)) or config["window_seconds"] < 0:
         raise ValueError(f"window_seconds must be 0 (the clip alone) or positive, got {config.get('window_seconds')!r}")
     if not isinstance(config.get("hop_seconds"), (int, float)) or config["hop_seconds"] <= 0:
@@ -251,7 +259,13 @@ def mixture_folders(data_folder, real_folder=None):
         )
     folders = {VALID_SET: valid, "rendered test": test}
     if real_folder:
-        folders["real NSynth"] = resolve_note_folder(real_folder, "test")
+        try:
+            folders["real NSynth"] = resolve_note_folder(real_folder, "test")
+        except DataFolderError as error:
+            raise DataFolderError(
+                f"real_folder: {error} (a relative path is read from the current folder, {os.getcwd()}; "
+                "--real_folder=PATH names another, --real_folder=null scores no real mixtures)"
+            ) from None
     return folders
 
 

@@ -23,10 +23,22 @@ def _stat(stats, key, digits):
 
 def interval_text(res, key, digits):
     """`` [low, high]`` of ``res["intervals"][key]``, or nothing when the report has no intervals."""
-    interval = (res.get("intervals") or {}).get(key)
-    if interval is None:
+    intervals = res.get("intervals")
+    if not intervals or key not in intervals:
         return ""
+    interval = intervals[key]
+    if interval is None:  # too few instruments for the resamples to be scored
+        return " [no interval]"
     return f" [{_fmt(interval[0], digits)}, {_fmt(interval[1], digits)}]"
+
+
+def _presence_cell(stats, res=None):
+    """``micro-F1 [interval] (mAP micro-mAP [interval])``; the intervals only with ``res`` (the overall cell)."""
+    if stats is None:
+        return "n/a"
+    f1_ci = interval_text(res, "family_micro_f1_ci", 3) if res else ""
+    map_ci = interval_text(res, "family_micro_mAP_ci", 3) if res else ""
+    return f"{stats['micro_f1']:.3f}{f1_ci} (mAP {stats['micro_mAP']:.3f}{map_ci})"
 
 
 def markdown(results, run):
@@ -65,7 +77,7 @@ def markdown(results, run):
             )
         lines += [
             "",
-            "Family presence, micro-F1 (micro-mAP in brackets), threshold chosen on validation mixtures:",
+            "Family presence, micro-F1 (and micro-mAP), threshold chosen on validation mixtures:",
             "",
             f"| method | threshold | all | {head} |",
             "|---|---:|---:|" + "---:|" * len(counts),
@@ -73,21 +85,16 @@ def markdown(results, run):
         for method, res in by_method.items():
             fam = res["family_presence"]
 
-            def cell(stats):
-                if stats is None:
-                    return "n/a"
-                return f"{stats['micro_f1']:.3f} ({stats['micro_mAP']:.3f})"
-
-            cells = " | ".join(cell(fam["by_sources"].get(n)) for n in counts)
-            overall = cell(fam["all"]) + interval_text(res, "family_micro_f1_ci", 3)
-            lines.append(f"| {method} | {fam['threshold']:.3f} | {overall} | {cells} |")
+            cells = " | ".join(_presence_cell(fam["by_sources"].get(n)) for n in counts)
+            lines.append(f"| {method} | {fam['threshold']:.3f} | {_presence_cell(fam['all'], res)} | {cells} |")
         intervals = [res["intervals"] for res in by_method.values() if res.get("intervals")]
         if intervals:
             lines += [
                 "",
-                f"In square brackets: {100 * intervals[0]['ci_level']:.0f} % bootstrap intervals of the overall EER "
-                f"and micro-F1, the set's {intervals[0]['ci_instruments']} instruments resampled (a mixture counts "
-                "only when all its instruments are drawn: the family intervals are wide).",
+                f"In square brackets: {100 * intervals[0]['ci_level']:.0f} % bootstrap intervals of the overall EER, "
+                f"micro-F1 and micro-mAP, the set's {intervals[0]['ci_instruments']} instruments resampled (a mixture "
+                "counts only when all its instruments are drawn: the family intervals are wide; 'no interval' when "
+                "too few instruments leave too few resamples to score).",
             ]
         lines.append("")
     return "\n".join(lines)

@@ -136,7 +136,8 @@ def instrument_bootstrap(
     dict
         ``EER_ci`` ([low, high], percent) and ``family_micro_f1_ci`` ([low, high]),
         ``ci_level`` and ``ci_instruments`` (the number of instruments resampled).
-        A resample with no target or no non-target trial is skipped (NaN).
+        A resample with no target or no non-target trial is skipped; an interval
+        that too few resamples could score is None (:func:`cluster_bootstrap`).
 
     Example
     -------
@@ -169,8 +170,11 @@ def instrument_bootstrap(
 def cluster_bootstrap(n_clusters, statistic, n_resamples=1000, confidence=0.95, seed=0):
     """Percentile interval of a statistic when whole clusters (instruments) are resampled.
 
-    ``scipy.stats.bootstrap`` draws ``n_clusters`` cluster indices with replacement; the
-    statistic is given how often each cluster was drawn and weights its items by it.
+    Each resample draws ``n_clusters`` cluster indices with replacement; the statistic is
+    given how often each cluster was drawn and weights its items by it. A resample the
+    statistic cannot score (NaN: e.g. no target trial drawn) is skipped, not averaged in
+    (``scipy.stats.bootstrap`` would turn the whole interval into NaN, so the resampling
+    is done here; the interval is the percentile interval of Efron & Tibshirani 1993).
 
     Arguments
     ---------
@@ -183,8 +187,9 @@ def cluster_bootstrap(n_clusters, statistic, n_resamples=1000, confidence=0.95, 
 
     Returns
     -------
-    list of float
-        ``[low, high]``.
+    list of float or None
+        ``[low, high]``; None when fewer than half of the resamples could be scored
+        (too few clusters for an interval to mean anything).
 
     Example
     -------
@@ -192,22 +197,17 @@ def cluster_bootstrap(n_clusters, statistic, n_resamples=1000, confidence=0.95, 
     >>> low, high = cluster_bootstrap(4, lambda counts: float(np.average(values, weights=counts)), 500)
     >>> 1.0 <= low < 2.5 < high <= 4.0
     True
+    >>> cluster_bootstrap(4, lambda counts: np.nan, 100) is None
+    True
     """
-    from scipy.stats import bootstrap
-
-    def on_sample(sample):
-        return statistic(np.bincount(np.asarray(sample, dtype=int), minlength=n_clusters))
-
-    ci = bootstrap(
-        (np.arange(n_clusters),),
-        on_sample,
-        n_resamples=n_resamples,
-        confidence_level=confidence,
-        method="percentile",
-        vectorized=False,
-        rng=np.random.default_rng(seed),
-    ).confidence_interval
-    return [float(ci.low), float(ci.high)]
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_clusters, size=(n_resamples, n_clusters))
+    values = np.array([statistic(np.bincount(d, minlength=n_clusters)) for d in draws], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < max(1, n_resamples // 2):
+        return None
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    return [float(np.percentile(values, tail)), float(np.percentile(values, 100.0 - tail))]
 
 
 def evaluate_collected(collector, enrolments, trials, labels=FAMILIES, cohort=None, instruments=None):

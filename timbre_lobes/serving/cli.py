@@ -53,8 +53,9 @@ def check_device(name):
         str: ``name`` unchanged.
 
     Raises:
-        ValueError: the string is no torch device, or the machine has no such accelerator
-            (e.g. ``--device cuda`` with a CPU-only build of torch or no visible GPU).
+        ValueError: the string is no torch device, the machine has no such accelerator
+            (e.g. ``--device cuda`` with a CPU-only build of torch or no visible GPU), or the
+            device is of a kind the models are not run on (``xpu``, ``meta``, ...).
     """
     import torch
 
@@ -74,6 +75,8 @@ def check_device(name):
             raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"--device {name}: the MPS backend is not available here; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: timbre-lobes runs on cpu, cuda or mps, not {device.type}")
     return name
 
 

@@ -261,6 +261,7 @@ def _write_export(
         "verification_threshold_origin": origin,
         "validation": validation,
         "test": test,
+        "head_type": hparams.get("head_type", "cosine"),
         "training": results.get("training"),
         "settings": dict(extra_settings),
         "files": files + [INFO_FILE, "README.md"],

@@ -85,8 +85,9 @@ def model_card(info, definitions, final_folder):
         "## System",
         "",
         "Waveform -> front end -> global mean/variance normalisation -> embedding model -> "
-        f"one embedding per sound; two cosine heads on the embedding ({_family_space(families)}; "
-        f"the {info['n_train_instruments']} training instruments). Definitions as trained:",
+        f"one embedding per sound; two {info.get('head_type') or 'cosine'} heads on the embedding "
+        f"({_family_space(families)}; the {info['n_train_instruments']} training instruments). Definitions as "
+        "trained:",
         "",
         "```yaml",
         *[definitions[k].rstrip() for k in definitions],
@@ -135,6 +136,11 @@ def model_card(info, definitions, final_folder):
         "```",
         "",
         "```sh",
+        *(
+            [f"python -m timbre_lobes detect mixture.wav --enrol note1.wav note2.wav --model {final_folder}"]
+            if (info.get("settings") or {}).get("detection_threshold") is not None
+            else []
+        ),
         f"python -m timbre_lobes classify --model {final_folder} my_sounds/",
         f"python -m timbre_lobes similar query.wav --library my_sounds/ --top 5 --model {final_folder}",
         "```",
