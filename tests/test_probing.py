@@ -23,7 +23,7 @@ from timbre_lobes.probing.html_map import PLAYER_ID, write_map
 from timbre_lobes.probing.plots import plot_probe_bars, plot_tsne_families, plot_tsne_pitch, tsne_coordinates
 from timbre_lobes.probing.probes import default_probes, outer_folds, run_probes
 from timbre_lobes.probing.reference import log_mel_statistics, mfcc_statistics, reference_features
-from timbre_lobes.probing.report import write_report
+from timbre_lobes.probing.report import summary_markdown, write_report
 
 FAMILIES = ["bass", "brass", "flute", "guitar"]
 #: Fast probes for the synthetic tests: one linear, one non-parametric.
@@ -107,6 +107,27 @@ def test_grouped_folds_stop_a_probe_from_scoring_by_recognising_the_instrument()
     assert scores_of(results, "instrument")["logistic_regression"]["mean"] > 0.95
     assert results["attributes"]["instrument"]["grouped"] is False
     assert scores_of(results, "family")["knn"]["mean"] < 0.5  # note folds would give ~100 %
+
+
+def test_a_class_of_one_instrument_is_left_out_of_grouped_folds_not_scored_as_errors(tmp_path):
+    rows = synthetic_notes(n_instruments=13)
+    for row in rows:
+        if row["instrument"] == "inst12":
+            row["family"] = "vocal"  # the one vocal instrument
+    x = embed_family([r if r["family"] != "vocal" else {**r, "family": FAMILIES[0]} for r in rows])
+    groups = [r["instrument"] for r in rows]
+    results = run_probes({"emb": x}, attribute_targets(rows, ["family"]), groups, FAST, log=None)
+    entry = results["attributes"]["family"]
+    assert entry["dropped_classes"] == ["vocal"] and entry["n_notes"] == 120 and "vocal" not in entry["classes"]
+    assert entry["chance"] == 0.25  # over the four families played by several instruments
+    assert scores_of(results, "family")["knn"]["mean"] > 0.95  # not pulled down by 10 certain errors
+    sets = {"emb": {"kind": "embedding", "dim": 16, "model": "m"}}
+    text = summary_markdown(results, {"data_folder": "d", "n_notes": 130, "n_instruments": 13, "feature_sets": sets})
+    assert "- family: scored on 120 notes; left out, one instrument each: vocal" in text
+    lone = [{**r, "family": "vocal" if r["instrument"] == "inst00" else "brass"} for r in rows]
+    results = run_probes({"emb": x}, attribute_targets(lone, ["family"]), groups, FAST, log=None)
+    assert results["attributes"]["family"]["available"] is False  # one class left: nothing to tell apart
+    assert "fewer than two classes" in results["attributes"]["family"]["reason"]
 
 
 def test_folds_are_instrument_disjoint_and_cover_every_note_once():

@@ -24,6 +24,7 @@ Probes come as ``{name: {"estimator": <unfitted classifier>, "grid": {param: [va
 as ``hparams/probing.yaml`` defines them; every fit uses a fresh clone.
 """
 
+import dataclasses
 import time
 import warnings
 
@@ -357,6 +358,39 @@ def run_probes(
         return _run_probes(feature_sets, attributes, groups, probes, n_folds, inner_folds, seed, n_jobs, log)
 
 
+def _spread(values, keep):
+    """``values`` of the kept rows put back at their rows of the full set (other rows: the first value)."""
+    full = np.empty((len(keep),) + values.shape[1:], dtype=values.dtype)
+    full[:] = values[0]
+    full[keep] = values
+    return full
+
+
+def across_instruments(attribute, groups):
+    """The notes an instrument-grouped probe can be scored on: ``(mask [n] bool, dropped classes)``.
+
+    With folds that never share an instrument, a class (a family, a pitch) that only one
+    instrument plays is never in the training fold when its notes are tested: no probe
+    can get them right, whatever the features hold. Such notes are left out of the
+    attribute (and its chance level), and the classes named, rather than scored as
+    certain errors. Non-grouped and multi-label attributes keep every note.
+
+    Example
+    -------
+    >>> from timbre_lobes.probing.attributes import Attribute
+    >>> attribute = Attribute("family", "multiclass", np.array(list("xxyyz")), ["x", "y", "z"], grouped=True)
+    >>> mask, dropped = across_instruments(attribute, ["a", "b", "c", "d", "e"])
+    >>> mask.tolist(), dropped
+    ([True, True, True, True, False], ['z'])
+    """
+    groups = np.asarray(groups)
+    if not attribute.grouped or attribute.kind != "multiclass":
+        return np.ones(len(groups), dtype=bool), []
+    spread = {c: len(set(groups[attribute.y == c].tolist())) for c in np.unique(attribute.y).tolist()}
+    dropped = sorted(c for c, n in spread.items() if n < 2)
+    return ~np.isin(attribute.y, dropped), dropped
+
+
 def _run_probes(feature_sets, attributes, groups, probes, n_folds, inner_folds, seed, n_jobs, log):
     summary, scores = {}, []
     for attr_name, attribute in attributes.items():
@@ -373,10 +407,28 @@ def _run_probes(feature_sets, attributes, groups, probes, n_folds, inner_folds, 
         summary[attr_name] = entry
         if not attribute.available:
             continue
-        folds, reason = outer_folds(attribute, groups, n_folds, seed)
+        keep, dropped = across_instruments(attribute, groups)
+        if dropped:
+            entry["dropped_classes"] = [c.item() if hasattr(c, "item") else c for c in dropped]
+            entry["n_notes"] = int(keep.sum())
+            kept = sorted(set(attribute.y[keep].tolist()))
+            if len(kept) < 2:
+                entry.update(
+                    available=False,
+                    reason="fewer than two classes are played by two or more instruments: instrument-disjoint "
+                    "folds never train on a test note's class",
+                )
+                continue
+            attribute = dataclasses.replace(attribute, y=attribute.y[keep], classes=kept)
+            entry.update(n_classes=len(kept), classes=[c.item() if hasattr(c, "item") else c for c in kept])
+        folds, reason = outer_folds(attribute, groups[keep], n_folds, seed)
         if not folds:
             entry.update(available=False, reason=reason)
             continue
+        # Fold indices are into the kept notes: map them back to rows of the feature sets.
+        rows = np.flatnonzero(keep)
+        folds = [(rows[train], rows[test]) for train, test in folds]
+        attribute = dataclasses.replace(attribute, y=_spread(attribute.y, keep))
         entry["n_folds"] = len(folds)
         entry["chance"] = float(np.mean([chance_level(attribute, attribute.y[test]) for _, test in folds]))
         if attribute.kind == "multiclass":

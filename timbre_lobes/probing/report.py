@@ -150,7 +150,9 @@ def summary_markdown(results, run):
         f"Probes: {', '.join(settings.get('probes', []))}, on standardised features, regularisation chosen by "
         f"a {settings.get('inner_folds', '?')}-fold inner cross-validation. Outer folds: "
         f"{settings.get('n_folds', '?')}, grouped by instrument (no instrument in both train and test) for every "
-        "attribute but `instrument`, whose folds hold out notes of instruments seen in training. "
+        "attribute but `instrument`, whose folds hold out notes of instruments that the probe's training folds "
+        "hold other notes of. A class played by one instrument only can never be in the training fold of its "
+        "own notes under grouped folds, so its notes are left out of that attribute (listed below the table). "
         "Scores: mean ± std over the outer folds, in %; accuracy, or mean average precision (mAP) for the "
         "qualities. Chance: 1 / number of classes (qualities: mean tag prevalence); majority: the train fold's "
         "most frequent class predicted for every test note.",
@@ -173,6 +175,14 @@ def summary_markdown(results, run):
             + " | ".join(cells)
             + " |"
         )
+    left_out = [(n, e) for n, e in attributes.items() if e.get("dropped_classes")]
+    if left_out:
+        lines.append("")
+        for name, entry in left_out:
+            lines.append(
+                f"- {name}: scored on {entry['n_notes']} notes; left out, one instrument each: "
+                + ", ".join(str(c) for c in entry["dropped_classes"])
+            )
     lines += ["", "## Each embedding against plain spectral statistics", ""]
     lines += comparison_lines(results, run)
     probes = list(dict.fromkeys(s["probe"] for s in results["scores"]))
