@@ -90,9 +90,14 @@ def test_every_system_has_the_effects_off_by_default_and_each_effect_works(syste
     lens = torch.ones(2)
     out, _ = hparams["audio_effects"](wavs, lens)
     assert hparams["effects_prob"] == 0.0 and torch.equal(out, wavs)  # off: untouched
-    assert hparams["noise_floor_prob"] == 0.0
+    assert hparams["noise_floor_prob"] == 0.0 and hparams["quantise_prob"] == 0.0
+    assert torch.equal(hparams["quantisation"](wavs, lens)[0], wavs)
     with open(path) as fin:
-        hparams = load_hyperpyyaml(fin, {"effects_prob": 1.0})
+        hparams = load_hyperpyyaml(fin, {"effects_prob": 1.0, "quantise_prob": 1.0})
+    crushed, crushed_lens = hparams["quantisation"](wavs * 0.1, lens)
+    step = 2.0**-5  # the coarsest of bit depths 6 to 12: at most about half a 6-bit step from the input
+    error = (crushed - wavs * 0.1).abs()
+    assert torch.equal(crushed_lens, lens) and 0 < error.max() <= step and crushed.shape == wavs.shape
     out, out_lens = hparams["audio_effects"](wavs, lens)
     assert out.shape == wavs.shape and torch.equal(out_lens, lens)  # one output per input: labels unchanged
     assert not torch.allclose(out, wavs, atol=1e-4)

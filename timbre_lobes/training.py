@@ -118,11 +118,11 @@ class TimbreBrain(sb.core.Brain):
         return embeddings, instrument_out, family_out, lens
 
     def label_preserving_augment(self, wavs, lens):
-        """Training waveforms through the YAML's ``audio_effects`` then ``noise_floor`` (each optional).
+        """Training waveforms through the YAML's ``audio_effects``, ``noise_floor``, ``quantisation`` (each optional).
 
         One output per input, labels unchanged: for every Brain that trains on these recipes' YAMLs.
         """
-        for name in ("audio_effects", "noise_floor"):
+        for name in ("audio_effects", "noise_floor", "quantisation"):
             augmenter = getattr(self.hparams, name, None)
             if augmenter is not None:
                 wavs, lens = augmenter(wavs, lens)
