@@ -130,6 +130,22 @@ def test_a_class_of_one_instrument_is_left_out_of_grouped_folds_not_scored_as_er
     assert "fewer than two classes" in results["attributes"]["family"]["reason"]
 
 
+def test_an_attribute_at_chance_for_the_statistics_too_is_not_judged_kept_or_lost():
+    rows = synthetic_notes()
+    x = embed_family(rows)
+    noise = np.random.default_rng(5).standard_normal((len(rows), 8))  # a "reference" that knows nothing
+    groups = [r["instrument"] for r in rows]
+    targets = attribute_targets(rows, ["family", "velocity"])
+    results = run_probes({"emb": x, "ref": noise}, targets, groups, FAST, log=None)
+    sets = {
+        "emb": {"kind": "embedding", "dim": 16, "model": "m"},
+        "ref": {"kind": "reference", "dim": 8, "function": "noise"},
+    }
+    text = summary_markdown(results, {"data_folder": "d", "n_notes": 240, "n_instruments": 24, "feature_sets": sets})
+    assert "near chance for the spectral statistics too, so not judged: velocity" in text
+    assert "keeps clearly less of (by more than one standard deviation): none (0 of 0)" in text
+
+
 def test_folds_are_instrument_disjoint_and_cover_every_note_once():
     rows = synthetic_notes(n_instruments=13, notes_per_instrument=7)
     groups = np.array([r["instrument"] for r in rows])

@@ -212,7 +212,7 @@ def comparison_lines(results, run):
         return ["No reference features were probed."]
     lines = []
     for model in models:
-        diffs = {}
+        diffs, uninformative = {}, set()
         for name, entry in attributes.items():
             mine = best.get((model, name))
             theirs = [best[(r, name)] for r in references if (r, name) in best]
@@ -221,16 +221,22 @@ def comparison_lines(results, run):
             top = max(theirs, key=lambda s: s["mean"])
             noise = 100 * max(mine["std"] or 0.0, top["std"] or 0.0)
             diffs[name] = (100 * (mine["mean"] - top["mean"]), top["feature_set"], noise)
+            if 100 * (top["mean"] - entry.get("chance", 0.0)) <= noise:
+                uninformative.add(name)
         if not diffs:
             continue
         parts = [f"{name} {d:+.1f} points (vs {ref})" for name, (d, ref, _) in diffs.items()]
         lines.append(f"- **{model}** against the best reference feature: " + "; ".join(parts) + ".")
         # A difference within the larger standard deviation over folds counts as no difference.
         kept = [n for n in TIMBRE_ATTRIBUTES if n in diffs and diffs[n][0] >= -diffs[n][2]]
-        lost = [n for n in NON_TIMBRE_ATTRIBUTES if n in diffs and diffs[n][0] < -diffs[n][2]]
-        same = [n for n in NON_TIMBRE_ATTRIBUTES if n in diffs and n not in lost]
+        # An attribute the statistics themselves hold no more than chance of (within the folds' spread)
+        # has nothing to keep or lose: it is named apart, not counted either way.
+        lost = [
+            n for n in NON_TIMBRE_ATTRIBUTES if n in diffs and n not in uninformative and diffs[n][0] < -diffs[n][2]
+        ]
+        same = [n for n in NON_TIMBRE_ATTRIBUTES if n in diffs and n not in lost and n not in uninformative]
         timbre = [n for n in TIMBRE_ATTRIBUTES if n in diffs]
-        other = [n for n in NON_TIMBRE_ATTRIBUTES if n in diffs]
+        other = [n for n in NON_TIMBRE_ATTRIBUTES if n in diffs and n not in uninformative]
         verdict = (
             f"  Timbre attributes it keeps at least as well as the spectral statistics (or within one standard "
             f"deviation over folds): {', '.join(kept) or 'none'} ({len(kept)} of {len(timbre)}). Pitch and loudness "
@@ -239,6 +245,9 @@ def comparison_lines(results, run):
         )
         if same:
             verdict += f"; about as much of {', '.join(same)}"
+        near_chance = [n for n in NON_TIMBRE_ATTRIBUTES if n in uninformative]
+        if near_chance:
+            verdict += f"; near chance for the spectral statistics too, so not judged: {', '.join(near_chance)}"
         if timbre and other and len(kept) == len(timbre) and len(lost) == len(other):
             verdict += ": the way a timbre embedding should go."
         else:
