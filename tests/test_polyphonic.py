@@ -395,15 +395,11 @@ def test_mixture_dataset_targets_and_draws(tiny_corpus):
     assert unseen[0]["instrument_presence"].sum() == 0  # an instrument outside the label space sets no column
 
 
-@pytest.mark.parametrize("objective", ["instrument_head", "distillation"])
-def test_training_recipe_end_to_end(objective, tiny_corpus, tiny_model, tmp_path):
+def tiny_training_args(tiny_corpus, out):
+    """recipes/Polyphonic/train.py and its arguments for a two-epoch run of a tiny model on the tiny corpus."""
     from test_recipe_nsynth import TINY_SIZES
 
-    out = tmp_path / "poly"
-    # distillation: the tiny single-note model is the frozen teacher (same 32-d embeddings)
-    losses = ["--distill_weight=1.0", "--instrument_weight=0", f"--teacher_model={tiny_model}"]
-    cmd = [
-        sys.executable,
+    return [
         os.path.join(REPO, "recipes", "Polyphonic", "train.py"),
         os.path.join(REPO, "hparams", "poly_transMel.yaml"),
         f"--data_folder={tiny_corpus}",
@@ -417,11 +413,19 @@ def test_training_recipe_end_to_end(objective, tiny_corpus, tiny_model, tmp_path
         "--valid_per_count=3",
         "--test_per_count=3",
         "--real_folder=null",
-        *(losses if objective == "distillation" else []),
         # partial overrides change those keys of the YAML's mappings, the others stay
         "--train_sampler={max_sources: 3, seconds: 1.0, max_onset_seconds: 0.3}",
         "--sampler={max_sources: 3, seconds: 1.5, max_onset_seconds: 0.4}",
     ]
+
+
+@pytest.mark.parametrize("objective", ["instrument_head", "distillation"])
+def test_training_recipe_end_to_end(objective, tiny_corpus, tiny_model, tmp_path):
+
+    out = tmp_path / "poly"
+    # distillation: the tiny single-note model is the frozen teacher (same 32-d embeddings)
+    losses = ["--distill_weight=1.0", "--instrument_weight=0", f"--teacher_model={tiny_model}"]
+    cmd = [sys.executable, *tiny_training_args(tiny_corpus, out), *(losses if objective == "distillation" else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     valid = json.loads((out / "save" / "valid_mixtures.json").read_text())["options"]
@@ -452,31 +456,10 @@ def test_training_recipe_end_to_end(objective, tiny_corpus, tiny_model, tmp_path
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not installed")
 def test_training_recipe_under_torchrun_two_cpu_processes(tiny_corpus, tmp_path):
-    from test_recipe_nsynth import TINY_SIZES
 
     out = tmp_path / "poly"
-    cmd = [
-        "torchrun",
-        "--standalone",
-        "--nproc_per_node=2",
-        os.path.join(REPO, "recipes", "Polyphonic", "train.py"),
-        os.path.join(REPO, "hparams", "poly_transMel.yaml"),
-        f"--data_folder={tiny_corpus}",
-        f"--output_folder={out}",
-        "--pretrained_model=",
-        "--freeze_frontend=False",
-        "--number_of_epochs=2",
-        "--batch_size=8",
-        *TINY_SIZES,
-        "--mixtures_per_epoch=16",
-        "--valid_per_count=3",
-        "--test_per_count=3",
-        "--real_folder=null",
-        "--distributed_backend=gloo",
-        "--device=cpu",
-        "--train_sampler={max_sources: 3, seconds: 1.0, max_onset_seconds: 0.3}",
-        "--sampler={max_sources: 3, seconds: 1.5, max_onset_seconds: 0.4}",
-    ]
+    cmd = ["torchrun", "--standalone", "--nproc_per_node=2", *tiny_training_args(tiny_corpus, out)]
+    cmd += ["--distributed_backend=gloo", "--device=cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900, env=env)
     # Both ranks once wrote the report (a race on its files); now the main process alone exports and scores.
