@@ -633,6 +633,12 @@ def test_cli_device_the_machine_lacks_is_a_clear_error(capsys, model_dir, test_n
     assert status == 0 and out
 
 
+def test_cli_embed_of_nothing_usable_says_so(capsys, model_dir, tmp_path):
+    missing = tmp_path / "nonexistent.wav"
+    status, out, err = run_cli(capsys, "embed", missing, "--out", tmp_path / "e", "--model", model_dir)
+    assert status == 1 and "Nothing embedded" in out and "Embedded 0" not in out and not (tmp_path / "e").exists()
+
+
 def test_cli_exit_status_in_a_real_process(model_dir, test_notes, tmp_path):
     bad = tmp_path / "bad.mp3"
     bad.write_bytes(b"\x00" * 100)

@@ -270,7 +270,10 @@ def run_embed(args):
             writer.writerow(["file", "embedding", "duration", "family", "family_confidence"])
             for row, p in zip(rows, probs):
                 writer.writerow(row + [model.family_labels[int(p.argmax())], f"{p.max():.4f}"])
-    print(f"Embedded {len(rows)} file(s) into {args.out}")
+    if rows:
+        print(f"Embedded {len(rows)} file(s) into {args.out}")
+    else:
+        print(f"Nothing embedded (every input failed, below); {args.out} was not written")
     _exit(report_failures(failures, len(files) + len(missing)))
 
 
