@@ -10,6 +10,13 @@ import soundfile as sf
 import torch
 
 
+def _reason(err):
+    """libsndfile's own words for a read error (``LibsndfileError.error_string``), without the repr of the
+    file object soundfile puts before them; other errors' message, on one line."""
+    reason = getattr(err, "error_string", None) or str(err)
+    return " ".join(reason.split()) or type(err).__name__
+
+
 def audio_problem(path, sample_rate=None, channels=1):
     """Says what is wrong with an audio file, or returns None if it is usable.
 
@@ -44,7 +51,7 @@ def audio_problem(path, sample_rate=None, channels=1):
     try:
         info = sf.info(path)
     except Exception as err:  # libsndfile's errors have no common base class
-        return f"unreadable audio ({str(err).strip()})"
+        return f"unreadable audio ({_reason(err)})"
     if info.frames <= 0:
         return "no audio samples"
     if sample_rate is not None and info.samplerate != sample_rate:
@@ -181,8 +188,7 @@ def read_audio_file(path, max_seconds=None, block_frames=65536):
     except AudioError:
         raise
     except Exception as err:  # libsndfile's errors have no common base class
-        message = " ".join(str(err).split()) or type(err).__name__
-        raise AudioError(path, f"unreadable audio ({message})") from err
+        raise AudioError(path, f"unreadable audio ({_reason(err)})") from err
     if read == 0:
         raise AudioError(path, "no audio samples")
     mono = np.concatenate(blocks)
