@@ -358,14 +358,6 @@ def run_probes(
         return _run_probes(feature_sets, attributes, groups, probes, n_folds, inner_folds, seed, n_jobs, log)
 
 
-def _spread(values, keep):
-    """``values`` of the kept rows put back at their rows of the full set (other rows: the first value)."""
-    full = np.empty((len(keep),) + values.shape[1:], dtype=values.dtype)
-    full[:] = values[0]
-    full[keep] = values
-    return full
-
-
 def across_instruments(attribute, groups):
     """The notes an instrument-grouped probe can be scored on: ``(mask [n] bool, dropped classes)``.
 
@@ -419,16 +411,17 @@ def _run_probes(feature_sets, attributes, groups, probes, n_folds, inner_folds, 
                     "folds never train on a test note's class",
                 )
                 continue
-            attribute = dataclasses.replace(attribute, y=attribute.y[keep], classes=kept)
-            entry.update(n_classes=len(kept), classes=[c.item() if hasattr(c, "item") else c for c in kept])
-        folds, reason = outer_folds(attribute, groups[keep], n_folds, seed)
+            # y stays whole: the folds below only ever index kept notes.
+            attribute = dataclasses.replace(attribute, classes=kept)
+            entry.update(n_classes=len(kept), classes=kept)
+        kept_only = dataclasses.replace(attribute, y=attribute.y[keep])
+        folds, reason = outer_folds(kept_only, groups[keep], n_folds, seed)
         if not folds:
             entry.update(available=False, reason=reason)
             continue
         # Fold indices are into the kept notes: map them back to rows of the feature sets.
         rows = np.flatnonzero(keep)
         folds = [(rows[train], rows[test]) for train, test in folds]
-        attribute = dataclasses.replace(attribute, y=_spread(attribute.y, keep))
         entry["n_folds"] = len(folds)
         entry["chance"] = float(np.mean([chance_level(attribute, attribute.y[test]) for _, test in folds]))
         if attribute.kind == "multiclass":
