@@ -243,15 +243,17 @@ def instrument_intervals(
         for source in mixture["sources"]:
             index.setdefault(source["instrument"], len(index))
     members = [[index[s["instrument"]] for s in m["sources"]] for m in mixtures]
-    labels, values = np.asarray(truth), np.asarray(scores)
+    truth = np.asarray(truth)
+    labels, values = truth.ravel(), np.asarray(scores).ravel()
+    trial_cluster = np.tile(np.arange(truth.shape[1]), truth.shape[0])  # each trial's enrolled instrument
     decisions = np.asarray(family_scores) >= family_threshold
 
     def eer(counts):
-        weight = np.broadcast_to(counts[: labels.shape[1]], labels.shape).ravel()
+        weight = counts[trial_cluster]
         kept = weight > 0
-        if labels.ravel()[kept].min() == labels.ravel()[kept].max():
+        if labels[kept].min() == labels[kept].max():
             return np.nan
-        return 100.0 * eer_and_min_dcf(labels.ravel()[kept], values.ravel()[kept], sample_weight=weight[kept])["eer"]
+        return 100.0 * eer_and_min_dcf(labels[kept], values[kept], sample_weight=weight[kept])["eer"]
 
     def mixture_weights(counts):
         return np.array([np.prod(counts[m]) for m in members], dtype=np.float64)
