@@ -54,6 +54,18 @@ def test_each_new_source_renders_notes_with_metadata(name):
             source.render_note(*unknown, 60, 100)
 
 
+def test_stk_notes_are_bit_identical_render_after_render():
+    """STK's breath noise is seeded from the clock: faketime must freeze it, not start it running.
+
+    With a running fake clock about one render in 40 was seeded a second later (a different
+    note); 40 renders of a wind model then differ with probability about 0.6.
+    """
+    with open_source("stk") as source:
+        first = source.render_note(0, 60, 100)
+        for _ in range(40):
+            assert np.array_equal(source.render_note(0, 60, 100), first)
+
+
 def test_timidity_plays_only_the_programs_its_patch_set_defines(tmp_path):
     """An undefined program would fall back to the system's FluidR3 set: such programs are not presets."""
     programs = read_timidity_config(CATALOG["freepats"].path)

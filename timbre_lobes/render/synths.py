@@ -276,8 +276,11 @@ class StkSynth(SoundSource):
         fixed clock, a note rendered a second later differs sample by sample and its mean
         log-mel spectrum by up to 3.8 dB (Saxofony at MIDI 60, measured), near the
         independence check's 4 dB, so the default corpus changed between renders (996 or
-        997 instruments). stk-demo therefore runs under ``faketime`` with the clock
-        frozen at :data:`STK_CLOCK` (Debian ``faketime``, libfaketime).
+        997 instruments). stk-demo therefore runs under ``faketime -f`` with the clock
+        frozen at :data:`STK_CLOCK` (Debian ``faketime``, libfaketime). The ``-f`` matters:
+        without it faketime starts a running clock at that date plus the real clock's
+        fraction of a second, so about one note in 40 was seeded a second later and
+        came out different.
         """
         if not 0 <= number < len(self._presets):
             raise ValueError(f"no STK preset {number}")
@@ -288,7 +291,7 @@ class StkSynth(SoundSource):
             skini, wav = os.path.join(folder, "note.ski"), os.path.join(folder, "note.wav")
             with open(skini, "w") as f:
                 f.write("\n".join(score) + "\n")
-            command = [self.faketime, STK_CLOCK, self.stk_demo, instrument, "-s", str(self.sample_rate)]
+            command = [self.faketime, "-f", STK_CLOCK, self.stk_demo, instrument, "-s", str(self.sample_rate)]
             command += ["-ow", wav, "-if", skini]
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             audio, rate = _read_mono(wav)
