@@ -18,7 +18,6 @@ import os
 import sys
 
 from timbre_lobes.atomic import atomic_open
-from timbre_lobes.polyphonic.evaluate import VALID_SET
 from timbre_lobes.polyphonic.report import interval_text, plot_by_sources
 
 
@@ -41,6 +40,11 @@ def load(reports):
         if not isinstance(records[name], dict) or not {"run", "results"} <= set(records[name]):
             raise FileNotFoundError(f"--report {name}={path}: not a polyphonic.json report (no run and results)")
     return records
+
+
+def valid_set(record):
+    """The set that chose a report's thresholds (reports before 2026-12-07 name none: "rendered valid")."""
+    return record["run"].get("valid_set", "rendered valid")
 
 
 def mixture_settings(record):
@@ -78,7 +82,7 @@ def table(records, method):
     ]
     for name, record in records.items():
         for set_name, by_method in record["results"].items():
-            if set_name == VALID_SET:
+            if set_name == valid_set(record):
                 continue
             res = by_method[method]
             det, fam = res["detection"], res["family_presence"]
@@ -125,7 +129,7 @@ def main(argv=None):
         handle.write(text + "\n")
     lines, styles = {}, {}
     for k, (name, record) in enumerate(records.items()):
-        sets = [n for n in record["results"] if n != VALID_SET]
+        sets = [n for n in record["results"] if n != valid_set(record)]
         for j, set_name in enumerate(sets):  # colour: the model; line style: the set
             key = f"{name}: {set_name}"
             block = record["results"][set_name][args.method]

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO
+from conftest import REPO, rewrite_examples
 from test_inference import run_cli
 from test_recipe_nsynth import run_recipe
 
@@ -246,14 +246,16 @@ def test_baseline_recipe_end_to_end(tiny_model, tiny_corpus, shared_nsynth, tmp_
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((out / "polyphonic.json").read_text())
-    assert list(record["results"]) == ["rendered valid", "rendered test", "real NSynth"]
+    corpus = os.path.basename(tiny_corpus)  # a synthetic corpus, not the render package's: named after its folder
+    assert list(record["results"]) == [f"{corpus} valid", f"{corpus} test", "real NSynth"]
+    assert record["run"]["valid_set"] == f"{corpus} valid"
     real = record["results"]["real NSynth"]["windows"]
     assert set(real["detection"]["by_sources"]) == {"1", "2", "3"}
     assert 0.0 <= real["detection"]["all"]["EER"] <= 100.0
-    valid_threshold = record["results"]["rendered valid"]["clip"]["family_presence"]["threshold"]
-    assert record["results"]["rendered test"]["clip"]["family_presence"]["threshold"] == valid_threshold
+    valid_threshold = record["results"][f"{corpus} valid"]["clip"]["family_presence"]["threshold"]
+    assert record["results"][f"{corpus} test"]["clip"]["family_presence"]["threshold"] == valid_threshold
     assert record["run"]["sets"]["real NSynth"]["n_instruments"] == 25
-    for name in ("polyphonic.md", "by_sources.png", "rendered_test_mixtures.json", "real_NSynth_mixtures.json"):
+    for name in ("polyphonic.md", "by_sources.png", f"{corpus}_test_mixtures.json", "real_NSynth_mixtures.json"):
         assert (out / name).stat().st_size > 0
     assert "## real NSynth" in (out / "polyphonic.md").read_text()
     low, high = real["intervals"]["EER_ci"]  # the 25 real instruments resampled
@@ -267,7 +269,7 @@ def test_baseline_recipe_end_to_end(tiny_model, tiny_corpus, shared_nsynth, tmp_
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in (tmp_path / "cmp" / "compare.md").read_text().splitlines() if line.startswith("| a |")]
-    assert [row.split(" | ")[1] for row in rows] == ["rendered test", "real NSynth"]
+    assert [row.split(" | ")[1] for row in rows] == [f"{corpus} test", "real NSynth"]
     clip = record["results"]["real NSynth"]["clip"]["detection"]["all"]["EER"]
     low, high = record["results"]["real NSynth"]["clip"]["intervals"]["EER_ci"]
     assert (
@@ -446,10 +448,11 @@ def test_training_recipe_end_to_end(objective, tiny_corpus, tiny_model, tmp_path
     presence = model.family_presence(emb)
     assert presence.shape == (2, len(model.family_labels)) and not np.allclose(presence.sum(axis=1), 1.0)
     record = json.loads((out / "mixtures" / "polyphonic.json").read_text())
-    assert list(record["results"]) == ["rendered valid", "rendered test"]
+    corpus = os.path.basename(tiny_corpus)
+    assert list(record["results"]) == [f"{corpus} valid", f"{corpus} test"]
     assert record["run"]["threshold"] == pytest.approx(model.detection_threshold)
     # the exported threshold is the EER point of the validation mixtures as the report (and detect) score them
-    valid_clip = record["results"]["rendered valid"]["clip"]["detection"]["all"]
+    valid_clip = record["results"][f"{corpus} valid"]["clip"]["detection"]["all"]
     assert model.detection_threshold == pytest.approx(valid_clip["threshold"])
     assert (out / "mixtures" / "by_sources.png").stat().st_size > 0
 
@@ -468,7 +471,8 @@ def test_training_recipe_under_torchrun_two_cpu_processes(tiny_corpus, tmp_path)
     brain_state = (ckpt / "brain.ckpt").read_text()
     assert "optimizer_step: 2" in brain_state  # 16 mixtures / 2 ranks / batches of 8 = 1 step per epoch
     record = json.loads((out / "mixtures" / "polyphonic.json").read_text())
-    assert list(record["results"]) == ["rendered valid", "rendered test"]
+    corpus = os.path.basename(tiny_corpus)
+    assert list(record["results"]) == [f"{corpus} valid", f"{corpus} test"]
     assert (out / "model" / "hyperparams.yaml").exists() and proc.stdout.count("Exported the model to") == 1
 
 
@@ -554,6 +558,20 @@ def test_evaluation_settings_are_checked_before_anything_is_drawn(tiny_corpus, t
             check_config({**good, **change})
     with pytest.raises(ValueError, match="is one note folder"):
         mixture_folders(os.path.join(tiny_corpus, "nsynth-test"))
+
+
+def test_mixture_sets_are_called_rendered_only_for_the_render_packages_corpora(tiny_corpus, tmp_path):
+    """A real (or synthetic) corpus is named after its folder; one the render package wrote is "rendered"."""
+    from timbre_lobes.polyphonic.evaluate import mixture_folders, valid_set_name
+
+    real = tmp_path / "my_nsynth"
+    for split in ("valid", "test"):
+        shutil.copytree(os.path.join(tiny_corpus, f"nsynth-{split}"), real / f"nsynth-{split}")
+    folders = mixture_folders(str(real), real_folder=str(real / "nsynth-test"))
+    assert list(folders) == ["my_nsynth valid", "my_nsynth test", "real NSynth"]
+    assert valid_set_name(folders) == "my_nsynth valid"
+    rewrite_examples(str(real), lambda meta: meta.update(source_group="fluidr3"), splits=("valid", "test"))
+    assert list(mixture_folders(str(real))) == ["rendered valid", "rendered test"]
 
 
 def test_every_note_set_has_its_own_random_stream(tiny_corpus, tmp_path):

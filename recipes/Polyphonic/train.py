@@ -30,11 +30,11 @@ from nsynth_prepare import prepare_nsynth  # noqa: E402
 from timbre_lobes import training  # noqa: E402
 from timbre_lobes.data.nsynth import check_corpus  # noqa: E402
 from timbre_lobes.polyphonic.evaluate import (  # noqa: E402
-    VALID_SET,
     check_config,
     evaluate_on_mixtures,
     mixture_folders,
     mixture_set,
+    valid_set_name,
 )
 from timbre_lobes.polyphonic.mixtures import resolve_wav  # noqa: E402
 from timbre_lobes.polyphonic.training import COLLATE, MixtureDataset, PolyphonicBrain  # noqa: E402
@@ -90,7 +90,7 @@ def main(argv):
         parts=bool(hparams["distill_weight"]),
     )
     valid_mixtures, valid_enrol, valid_root = mixture_set(
-        folders[VALID_SET],
+        folders[valid_set_name(folders)],
         os.path.join(hparams["save_folder"], "valid_mixtures.json"),
         hparams["valid_per_count"],
         hparams["sampler"],
@@ -152,9 +152,9 @@ def main(argv):
     # evaluate.py score them (the export's audio path, whole clips), not of training's own validation
     # pass: export, score the validation mixtures, then export again with that threshold.
     model = export({})
-    valid_only = {VALID_SET: folders[VALID_SET]}
-    valid_scored, _ = evaluate_on_mixtures(model, valid_only, out, config)
-    threshold = valid_scored[VALID_SET]["clip"]["detection"]["all"]["threshold"]
+    valid_set = valid_set_name(folders)
+    valid_scored, _ = evaluate_on_mixtures(model, {valid_set: folders[valid_set]}, out, config)
+    threshold = valid_scored[valid_set]["clip"]["detection"]["all"]["threshold"]
     model = export({"detection_threshold": float(threshold)})
     print(f"Exported the model to {export_folder} (validation mixtures: EER {best.meta['EER']:.2f} % in training)")
     scored, summary = evaluate_on_mixtures(model, folders, out, config)

@@ -14,6 +14,7 @@ present above a threshold chosen on validation mixtures (micro-F1).
 """
 
 import functools
+import json
 import os
 import time
 import zlib
@@ -237,12 +238,32 @@ def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detecti
     return results
 
 
-#: The validation set's name: it chooses the family-presence thresholds the other sets use.
-VALID_SET = "rendered valid"
+def corpus_name(note_folder):
+    """What a corpus's mixture sets are called: ``rendered`` or the corpus folder's name.
+
+    ``rendered`` when its notes were written by :mod:`timbre_lobes.render` (their
+    metadata name a ``source_group``), else the name of the folder above the split
+    (``/data/nsynth/nsynth-valid`` gives ``nsynth``), so a real corpus is never called rendered.
+    """
+    with open(os.path.join(note_folder, "examples.json")) as handle:
+        notes = json.load(handle)
+    if any("source_group" in meta or "soundfont" in meta for meta in notes.values()):
+        return "rendered"
+    folder = os.path.normpath(os.path.abspath(note_folder))
+    parent = os.path.dirname(folder) if os.path.basename(folder).startswith("nsynth-") else folder
+    return os.path.basename(parent) or "corpus"
+
+
+def valid_set_name(folders):
+    """The validation set of :func:`mixture_folders`' output: the first, which chooses the thresholds."""
+    return next(iter(folders))
 
 
 def mixture_folders(data_folder, real_folder=None):
     """``{set name: note folder}``: the corpus's validation and test splits, and the real notes if given.
+
+    The corpus's sets are ``"<name> valid"`` (first: it chooses the thresholds) and
+    ``"<name> test"``, ``name`` from :func:`corpus_name`; the real notes are ``"real NSynth"``.
 
     Raises
     ------
@@ -257,7 +278,8 @@ def mixture_folders(data_folder, real_folder=None):
             f"data_folder {data_folder} is one note folder: give a corpus root with nsynth-valid/ (which chooses "
             "the thresholds) and nsynth-test/ (scored with them); a single folder of notes goes in real_folder"
         )
-    folders = {VALID_SET: valid, "rendered test": test}
+    name = corpus_name(valid)
+    folders = {f"{name} valid": valid, f"{name} test": test}
     if real_folder:
         try:
             folders["real NSynth"] = resolve_note_folder(real_folder, "test")
@@ -272,7 +294,7 @@ def mixture_folders(data_folder, real_folder=None):
 def evaluate_on_mixtures(model, folders, output_folder, config, title=None):
     """Scores ``model`` on the mixtures of every folder and writes the report (:mod:`timbre_lobes.polyphonic.report`).
 
-    The first set (:data:`VALID_SET`) chooses the family-presence thresholds; each
+    The first set (:func:`valid_set_name`) chooses the family-presence thresholds; each
     set's mixtures are drawn once into ``<output_folder>/<set>_mixtures.json``.
 
     Arguments
@@ -297,8 +319,9 @@ def evaluate_on_mixtures(model, folders, output_folder, config, title=None):
     check_config(config)
     start = time.time()
     scored, sets, thresholds = {}, {}, None
+    valid_set = valid_set_name(folders)
     for name, folder in folders.items():
-        per_count = config["valid_per_count"] if name == VALID_SET else config["test_per_count"]
+        per_count = config["valid_per_count"] if name == valid_set else config["test_per_count"]
         manifest = os.path.join(output_folder, name.replace(" ", "_") + "_mixtures.json")
         mixtures, enrol, root = mixture_set(
             folder, manifest, per_count, config["sampler"], n_enrol=config["n_enrol"], seed=config["mixture_seed"]
@@ -307,7 +330,7 @@ def evaluate_on_mixtures(model, folders, output_folder, config, title=None):
             model, mixtures, enrol, root, config["window_seconds"], config["hop_seconds"], desc=name
         )
         result = score_mixture_set(model, embedded, mixtures, thresholds, n_resamples=config["ci_resamples"])
-        if name == VALID_SET:
+        if name == valid_set:
             thresholds = {m: r["family_presence"]["threshold"] for m, r in result.items()}
         scored[name] = result
         sets[name] = {
@@ -327,7 +350,8 @@ def evaluate_on_mixtures(model, folders, output_folder, config, title=None):
         **{k: config[k] for k in ("sampler", "window_seconds", "hop_seconds", "mixture_seed")},
         "sets": sets,
         "wall_seconds": round(time.time() - start, 1),
-        "description": "Family thresholds chosen on the rendered validation mixtures; "
+        "valid_set": valid_set,
+        "description": f"Family thresholds chosen on the {valid_set} mixtures; "
         "the miss / false-alarm rates are those of `detect`'s default threshold (the model's detection_threshold, "
         "else its note-to-note verification threshold).",
         "title": title or f"{os.path.basename(os.path.normpath(config['model']))} on mixtures of unseen instruments",
