@@ -159,7 +159,15 @@ def test_sigkill_mid_epoch_then_the_same_command_finishes_the_run(tiny_corpus, t
     assert results["wall_seconds"] > killed_run_seconds
 
 
-def test_ctrl_c_stops_the_run_with_one_message_and_keeps_its_checkpoints(tiny_corpus, tmp_path):
+@pytest.mark.parametrize(
+    "signum, status, said",
+    [(signal.SIGINT, 130, "interrupted."), (signal.SIGTERM, 143, "terminated (SIGTERM).")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_or_sigterm_stops_the_run_with_one_message_and_keeps_its_checkpoints(
+    signum, status, said, tiny_corpus, tmp_path
+):
+    """Ctrl-C (SIGINT) and SIGTERM (kill, a scheduler's time limit) each end a run with one line."""
     out = tmp_path / "run"
     cmd = recipe_cmd(tiny_corpus, out, "--number_of_epochs=20")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
@@ -169,12 +177,12 @@ def test_ctrl_c_stops_the_run_with_one_message_and_keeps_its_checkpoints(tiny_co
             assert proc.poll() is None, "the run ended before its first checkpoint"
             assert time.time() < deadline, "no checkpoint within 240 s"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, stderr[-2000:]
-    assert "train.py: interrupted. Any checkpoint already saved is kept; the same command resumes" in stderr
+    assert proc.returncode == status, stderr[-2000:]
+    assert f"train.py: {said} Any checkpoint already saved is kept; the same command resumes" in stderr
     assert "Traceback" not in stderr and checkpoints(out / "save")
     assert not (out / "results.json").exists()
 

@@ -1,12 +1,23 @@
-"""Running a recipe or benchmark script as a command: known errors and Ctrl-C as one line, no traceback.
+"""Running a recipe or benchmark script as a command: known errors, Ctrl-C and SIGTERM as one line, no traceback.
 
 Light on purpose (no torch, no SpeechBrain): a script's ``--help`` stays fast.
 """
 
+import signal
 import sys
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED_STATUS = 130
+#: Exit status of a run stopped by SIGTERM (128 + 15): ``kill``, a job scheduler, torchrun.
+TERMINATED_STATUS = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so it unwinds (data-loader workers, open files) as on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 #: What :func:`run_script` says on Ctrl-C of a training run.
@@ -21,7 +32,7 @@ RERUN = "Nothing half-written is left; run the same command again (cached embedd
 
 
 def run_script(main, argv, script, errors=(FileNotFoundError,), interrupted=TRAINING_INTERRUPTED):
-    """Runs a recipe's ``main(argv)`` as its command line: known errors and Ctrl-C as one message, no traceback.
+    """Runs a recipe's ``main(argv)`` as a command: known errors, Ctrl-C and SIGTERM as one message, no traceback.
 
     Arguments
     ---------
@@ -45,12 +56,19 @@ def run_script(main, argv, script, errors=(FileNotFoundError,), interrupted=TRAI
     Raises
     ------
     SystemExit
-        ``script: error: ...`` (status 1) for ``errors``; status 130 on Ctrl-C, after ``interrupted``.
+        ``script: error: ...`` (status 1) for ``errors``; status 130 on Ctrl-C and 143 on SIGTERM
+        (``kill``, a job scheduler's time limit), after ``interrupted``.
     """
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return main(argv)
     except errors as err:
         sys.exit(f"{script}: error: {err}")
+    except Terminated:
+        sys.stderr.write(f"\n{script}: terminated (SIGTERM). {interrupted}\n")
+        sys.exit(TERMINATED_STATUS)
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{script}: interrupted. {interrupted}\n")
         sys.exit(INTERRUPTED_STATUS)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
