@@ -586,6 +586,22 @@ def test_cli_classify_verify_embed(capsys, model_dir, test_notes, tmp_path):
     assert status == 1 and "bad.wav: unreadable audio" in err
 
 
+def test_cli_warns_of_files_shorter_than_the_models_min_seconds(capsys, model_dir, test_notes, tmp_path):
+    """Short sounds are padded and used, and named in one warning; full-length notes are not."""
+    audio, rate = sf.read(test_notes[0])
+    short = tmp_path / "click.wav"
+    sf.write(short, audio[: rate // 100], rate)  # 10 ms
+    status, out, err = run_cli(capsys, "classify", short, test_notes[1], "--model", model_dir)
+    assert status == 0, err
+    assert "warning: 1 file(s) shorter than the model's min_seconds (1 s) were padded" in err
+    assert f"{short} (0.01 s)" in err and os.path.basename(test_notes[1]) not in err
+    assert "click.wav" in out  # still classified
+    status, out, err = run_cli(capsys, "verify", test_notes[0], short, "--model", model_dir)
+    assert status == 0 and out.startswith("score") and f"{short} (0.01 s)" in err
+    status, out, err = run_cli(capsys, "verify", test_notes[0], test_notes[1], "--model", model_dir)
+    assert status == 0 and "warning" not in err
+
+
 def test_cli_similar(capsys, model_dir, library):
     lib, query = library
     (lib / "bad.wav").write_text("not a sound")
