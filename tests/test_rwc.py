@@ -578,6 +578,48 @@ def test_scratch_and_finetune_write_the_f1_table_and_figure(nsynth_export, rwc_c
         assert weights == [(rows_expected, 32)], head  # 32 = TINY's emb_dim
     results = json.loads((out / "transMel" / "finetune" / "results.json").read_text())
     assert results["transfer"] == "finetune" and results["family_labels"] == ["cello", "bassoon", "flute"]
+    # The selected checkpoints' F1 difference, from the two runs' own results.
+    final = json.loads((out / "final_f1.json").read_text())["transMel"]
+    scratch = json.loads((out / "transMel" / "scratch" / "results.json").read_text())
+    assert final["finetune"] == pytest.approx(results["family_micro_f1"])
+    assert final["difference"] == pytest.approx(results["family_micro_f1"] - scratch["family_micro_f1"])
+    assert "| transMel |" in (out / "final_f1.md").read_text() and "| transMel |" in proc.stdout
+
+
+def test_final_difference_is_paired_over_the_test_categories(tmp_path):
+    """Equal runs differ by 0; a better run's gain lies inside its interval, wider with fewer categories."""
+    _load("transfer")
+    compare = _load("compare")
+
+    def write_run(transfer, diagonal, per_category=10, system="transMel"):
+        folder = tmp_path / system / transfer
+        folder.mkdir(parents=True, exist_ok=True)
+        matrix = np.zeros((len(diagonal), len(diagonal)), dtype=int)
+        for i, right in enumerate(diagonal):
+            matrix[i, i], matrix[i, (i + 1) % len(diagonal)] = right, per_category - right
+        labels = [f"c{i}" for i in range(len(diagonal))]
+        (folder / "results.json").write_text(json.dumps({"family_confusion": matrix.tolist(), "family_labels": labels}))
+
+    rng = np.random.default_rng(0)
+    scratch = rng.integers(2, 7, size=30)
+    write_run("scratch", scratch)
+    write_run("finetune", scratch)
+    same = compare.final_difference(str(tmp_path), ["transMel"], n_resamples=200)["transMel"]
+    assert same["difference"] == 0.0 and same["difference_ci"] == [0.0, 0.0]
+    gained = np.minimum(scratch + rng.integers(0, 4, size=30), 10)
+    write_run("finetune", gained)
+    better = compare.final_difference(str(tmp_path), ["transMel"], n_resamples=500)["transMel"]
+    low, high = better["difference_ci"]
+    assert better["difference"] == pytest.approx(better["finetune"] - better["scratch"])
+    assert low < better["difference"] < high
+    assert better["n_categories"] == 30 and better["n_notes"] == 300
+    write_run("scratch", scratch[:5], system="small")
+    write_run("finetune", gained[:5], system="small")
+    small = compare.final_difference(str(tmp_path), ["small"], n_resamples=500)["small"]
+    assert small["difference_ci"][1] - small["difference_ci"][0] > high - low
+    (tmp_path / "small" / "finetune" / "results.json").unlink()
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        compare.final_difference(str(tmp_path), ["small"])
 
 
 def test_transfer_check_says_whether_the_pretrained_model_heard_the_test_variations(tmp_path):

@@ -10,7 +10,9 @@ For each system it runs ``recipes/RWC/train.py`` twice, ``hparams/RWC/scratch.ya
 the pretrained model (read from its run's ``hyperparams.yaml``, beside the export folder) and with
 the same overrides (after ``--``), then draws ``<out>/figure2.png``: test-split category micro- and
 macro-F1 per epoch, solid lines from scratch, dashed fine-tuned, one colour per system; and
-``<out>/test_f1.csv``, every run's rows. ``--plot-only`` redraws from the runs already there.
+``<out>/test_f1.csv``, every run's rows; and ``<out>/final_f1.md`` / ``final_f1.json``, each system's
+fine-tuned minus scratch micro-F1 of the selected checkpoints with a 95 % interval (paired bootstrap
+over the test categories). ``--plot-only`` redraws from the runs already there.
 
 On the stand-in corpus it also checks whether the transfer is to unheard sounds: the source groups
 of the stand-in's test variations (``standin.json``) against those each pretrained model was
@@ -25,10 +27,12 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 from rwc_prepare import check_rwc_folder
 from transfer import F1_FIELDS, read_f1_log, size_overrides
 
 from timbre_lobes.atomic import atomic_open, save_figure, write_json
+from timbre_lobes.scoring.evaluation import cluster_bootstrap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -126,7 +130,10 @@ def pretrained_sizes(model_folder):
     run_yaml = os.path.join(os.path.dirname(os.path.abspath(model_folder)), "hyperparams.yaml")
     check_model_folder(model_folder)
     if not os.path.isfile(run_yaml):
-        raise FileNotFoundError(f"{run_yaml} is missing: give the pretrained model's sizes as overrides after --")
+        raise FileNotFoundError(
+            f"{run_yaml} is missing: compare.py reads the pretrained model's sizes from the hyperparams.yaml of "
+            "the run that exported it; copy that file beside the export folder"
+        )
     return size_overrides(run_yaml, SIZE_KEYS)
 
 
@@ -165,6 +172,80 @@ def collect(out, systems):
     return rows
 
 
+def category_counts(results_file):
+    """``(labels, correct [categories], notes [categories])`` from a run's ``results.json`` confusion matrix.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``results.json`` (the run did not finish its test).
+    """
+    if not os.path.isfile(results_file):
+        raise FileNotFoundError(f"{results_file} missing: that run did not finish (rerun the same command)")
+    with open(results_file) as handle:
+        record = json.load(handle)
+    matrix = np.asarray(record["family_confusion"], dtype=np.int64)  # rows: true category, columns: predicted
+    return record["family_labels"], np.diag(matrix), matrix.sum(axis=1)
+
+
+def final_difference(out, systems, n_resamples=1000, seed=0):
+    """Fine-tuned minus scratch test micro-F1 of each system's selected checkpoints, with a 95 % interval.
+
+    Single-label micro-F1 is accuracy. The interval is a paired cluster bootstrap
+    (:func:`timbre_lobes.scoring.evaluation.cluster_bootstrap`) over the test categories:
+    a resample draws categories with replacement and scores both runs on the same draw, so
+    the interval is of the difference, with the notes of one category (on the stand-in, one
+    held-out instrument) moving together, not treated as independent.
+
+    Returns
+    -------
+    dict
+        ``{system: {scratch, finetune, difference, difference_ci, n_categories, n_notes}}``.
+    """
+    report = {}
+    for system in systems:
+        runs = {t: category_counts(os.path.join(run_folder(out, system, t), "results.json")) for t in TRANSFERS}
+        (labels_s, right_s, notes), (labels_f, right_f, notes_f) = runs["scratch"], runs["finetune"]
+        if labels_s != labels_f or not np.array_equal(notes, notes_f):
+            raise ValueError(f"{system}: the scratch and fine-tuned runs were tested on different label sets or notes")
+        keep = notes > 0
+        right_s, right_f, notes = right_s[keep], right_f[keep], notes[keep]
+
+        def difference(counts, right_s=right_s, right_f=right_f, notes=notes):
+            total = float(np.dot(counts, notes))
+            return (np.dot(counts, right_f) - np.dot(counts, right_s)) / total
+
+        ones = np.ones(len(notes))
+        report[system] = {
+            "scratch": float(right_s.sum() / notes.sum()),
+            "finetune": float(right_f.sum() / notes.sum()),
+            "difference": float(difference(ones)),
+            "difference_ci": cluster_bootstrap(len(notes), difference, n_resamples, seed=seed),
+            "n_categories": int(len(notes)),
+            "n_notes": int(notes.sum()),
+        }
+    return report
+
+
+def difference_lines(report):
+    """The Markdown table of :func:`final_difference`."""
+    lines = [
+        "Test category micro-F1 of the selected checkpoints (lowest validation EER); 95 % interval of the",
+        "difference: paired bootstrap over the test categories.",
+        "",
+        "| system | from scratch | fine-tuned | difference [95 % interval] | categories / notes |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for system, r in report.items():
+        ci = r["difference_ci"]
+        interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else " [n/a]"
+        lines.append(
+            f"| {system} | {r['scratch']:.3f} | {r['finetune']:.3f} | {r['difference']:+.3f}{interval} "
+            f"| {r['n_categories']} / {r['n_notes']} |"
+        )
+    return "\n".join(lines)
+
+
 def plot_figure2(rows, path, title="RWC categories, test split"):
     """Draws micro- and macro-F1 per epoch: solid = scratch, dashed = fine-tuned, a colour per system."""
     import matplotlib
@@ -178,7 +259,7 @@ def plot_figure2(rows, path, title="RWC categories, test split"):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, metric, name in zip(axes, ("family_micro_f1", "family_macro_f1"), ("micro-F1", "macro-F1")):
         for system in systems:
-            for transfer, style in (("scratch", "-"), ("finetune", "--")):
+            for transfer, style, marker in (("scratch", "-", "o"), ("finetune", "--", "s")):
                 run = sorted(
                     (int(r["epoch"]), float(r[metric]))
                     for r in rows
@@ -186,15 +267,20 @@ def plot_figure2(rows, path, title="RWC categories, test split"):
                 )
                 if run:
                     label = f"{system} {'from scratch' if transfer == 'scratch' else 'fine-tuned'}"
-                    ax.plot(*zip(*run), style, color=colours[system], marker="o", markersize=3, label=label)
+                    ax.plot(*zip(*run), style, color=colours[system], marker=marker, markersize=4, label=label)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        epochs = sorted({int(r["epoch"]) for r in rows})
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)  # one tick per epoch, even for a single one
+        else:
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(f"category {name}")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylim(0, 1)
-    axes[1].legend(loc="lower right", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()  # below the plots: it never hides a curve
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(systems), 3) * 2, fontsize=8, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1 if len(systems) <= 3 else 0.16, 1, 1))
     save_figure(fig, path, dpi=110)
 
 
@@ -226,7 +312,8 @@ def main(argv=None):
             pretrained_sizes(model)
         for system, model in pairs:
             for transfer in TRANSFERS:
-                train(system, transfer, os.path.abspath(model), out, args.data_folder, args.epochs, args.extra)
+                data_folder = os.path.abspath(args.data_folder) if args.data_folder else None  # train.py runs in REPO
+                train(system, transfer, os.path.abspath(model), out, data_folder, args.epochs, args.extra)
     rows = collect(out, systems)
     if not rows:
         sys.exit(f"compare.py: error: no test_f1.csv under {out}")
@@ -235,16 +322,34 @@ def main(argv=None):
         writer = csv.DictWriter(handle, fieldnames=F1_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    title = "RWC categories, test split"
-    if not args.data_folder and not args.plot_only:
-        check = transfer_check(pairs, standin_folder(args.extra))
-        write_json(os.path.join(out, "transfer_check.json"), check)
-        title = check_title(check)
-        print(title)
-    elif os.path.isfile(os.path.join(out, "transfer_check.json")):
-        with open(os.path.join(out, "transfer_check.json")) as handle:
+    title, check_file = "RWC categories, test split", os.path.join(out, "transfer_check.json")
+    # A stand-in (the default one, or one given as --data_folder) says which banks its test variations
+    # come from; real RWC does not, and a verdict left by an earlier stand-in run must not title it.
+    standin = standin_folder(args.extra) if not args.data_folder else os.path.abspath(args.data_folder)
+    if not args.plot_only:
+        if os.path.isfile(os.path.join(standin, "standin.json")):
+            check = transfer_check(pairs, standin)
+            write_json(check_file, check)
+            title = check_title(check)
+            print(title)
+        elif os.path.isfile(check_file):
+            os.remove(check_file)
+    elif os.path.isfile(check_file):
+        with open(check_file) as handle:
             title = check_title(json.load(handle))
     plot_figure2(rows, os.path.join(out, "figure2.png"), title=title)
+    tested = [
+        s
+        for s in systems
+        if all(os.path.isfile(os.path.join(run_folder(out, s, t), "results.json")) for t in TRANSFERS)
+    ]
+    if tested:
+        report = final_difference(out, tested)
+        write_json(os.path.join(out, "final_f1.json"), report)
+        text = difference_lines(report)
+        with atomic_open(os.path.join(out, "final_f1.md"), "w") as handle:
+            handle.write(text + "\n")
+        print(text)
     print(f"Wrote {os.path.join(out, 'figure2.png')} and {os.path.join(out, 'test_f1.csv')}")
 
 
