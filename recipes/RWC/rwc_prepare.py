@@ -779,7 +779,9 @@ def prepare_rwc(
     empty = [split for split, split_rows in by_split.items() if not split_rows]
     if empty:
         raise DataFolderError(
-            f"{data_folder}: {len(rows)} usable notes leave no notes for {', '.join(empty)}; see {report}"
+            f"{data_folder}: {len(rows)} usable notes leave no notes for {', '.join(empty)} (valid takes a share "
+            "of each training instrument's notes but always leaves it one, so it needs instruments with 2 or more "
+            f"notes; test needs a category with 2 variations or 2 notes); see {report}"
         )
     write_label_file(category_label_space(r["family"] for r in rows), os.path.join(save_folder, FAMILY_LABELS))
     write_label_file([r["instrument"] for r in by_split["train"]], os.path.join(save_folder, INSTRUMENT_LABELS))
