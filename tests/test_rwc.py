@@ -584,6 +584,12 @@ def test_scratch_and_finetune_write_the_f1_table_and_figure(nsynth_export, rwc_c
     assert final["finetune"] == pytest.approx(results["family_micro_f1"])
     assert final["difference"] == pytest.approx(results["family_micro_f1"] - scratch["family_micro_f1"])
     assert "| transMel |" in (out / "final_f1.md").read_text() and "| transMel |" in proc.stdout
+    # --plot-only redraws from the runs there, finding their systems itself.
+    (out / "figure2.png").unlink()
+    cmd = [sys.executable, os.path.join(RWC_RECIPE, "compare.py"), f"--out={out}", "--plot-only"]
+    redraw = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert redraw.returncode == 0 and "| transMel |" in redraw.stdout, redraw.stderr[-2000:]
+    assert (out / "figure2.png").stat().st_size > 10_000
 
 
 def test_final_difference_is_paired_over_the_test_categories(tmp_path):
@@ -657,3 +663,22 @@ def test_transfer_check_says_whether_the_pretrained_model_heard_the_test_variati
     assert compare.check_title({"melspec": check["melspec"]}).endswith("never heard in pre-training")
     unknown = compare.transfer_check([("leaf", str(lost))], str(standin_folder))
     assert unknown["leaf"]["heard_test_groups"] is None and "unknown" in compare.check_title(unknown)
+
+
+def test_compare_refuses_an_unknown_or_mismatched_system_before_any_run(tmp_path, capsys):
+    _load("transfer")
+    compare = _load("compare")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model_info.json").write_text(json.dumps({"system": "transMel"}))
+    compare.check_system("transMel", str(model))  # the export's own system: fine
+    with pytest.raises(ValueError, match="that model is a transMel model"):
+        compare.check_system("melspec", str(model))
+    with pytest.raises(FileNotFoundError, match=r"no hparams/foo.yaml \(systems: .*transMel"):
+        compare.check_system("foo", str(model))
+    with pytest.raises(SystemExit):  # no --pretrained and no --plot-only: a usage error
+        compare.main(["--out", str(tmp_path / "out")])
+    assert "give at least one --pretrained" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit, match="no test_f1.csv of any system under"):  # --plot-only finds the systems
+        compare.main(["--out", str(tmp_path / "out"), "--plot-only"])

@@ -117,6 +117,27 @@ def check_title(check):
     return line + "never heard in pre-training"
 
 
+def check_system(system, model_folder):
+    """Refuses, before any run, a system without ``hparams/<system>.yaml`` or one the export was not trained as.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such system YAML.
+    ValueError
+        The export's ``model_info.json`` names another system.
+    """
+    if not os.path.isfile(os.path.join(REPO, "hparams", f"{system}.yaml")):
+        known = sorted(f[:-5] for f in os.listdir(os.path.join(REPO, "hparams")) if f.endswith(".yaml"))
+        raise FileNotFoundError(f"--pretrained {system}=...: no hparams/{system}.yaml (systems: {', '.join(known)})")
+    info = os.path.join(model_folder, "model_info.json")
+    if os.path.isfile(info):
+        with open(info) as handle:
+            trained = json.load(handle).get("system")
+        if trained and trained != system:
+            raise ValueError(f"--pretrained {system}={model_folder}: that model is a {trained} model")
+
+
 def pretrained_sizes(model_folder):
     """The size overrides of the run that exported ``model_folder`` (its ``../hyperparams.yaml``).
 
@@ -289,34 +310,43 @@ def main(argv=None):
     parser.add_argument(
         "--pretrained",
         action="append",
-        required=True,
+        default=[],
         metavar="SYSTEM=EXPORT",
         help="a system and the exported NSynth model its fine-tuned run starts from",
     )
     parser.add_argument("--data_folder", default=None, help="RWC folder (default: the stand-in corpus)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--out", default="results/RWC/compare")
-    parser.add_argument("--plot-only", action="store_true", help="redraw from the runs already in --out")
+    parser.add_argument(
+        "--plot-only",
+        action="store_true",
+        help="redraw from the runs already in --out (every system found there, unless --pretrained names some)",
+    )
     parser.add_argument("extra", nargs="*", help="overrides for every run (after --)")
     args = parser.parse_args(argv)
     pairs = [item.split("=", 1) for item in args.pretrained]
     if any(len(p) != 2 for p in pairs):
         parser.error("--pretrained takes SYSTEM=EXPORT_FOLDER")
-    systems = [system for system, _ in pairs]
+    if not pairs and not args.plot_only:
+        parser.error("give at least one --pretrained SYSTEM=EXPORT_FOLDER (or --plot-only)")
     out = os.path.abspath(args.out)
+    systems = [system for system, _ in pairs] or sorted(
+        d for d in (os.listdir(out) if os.path.isdir(out) else []) if os.path.isdir(run_folder(out, d, "scratch"))
+    )
     if not args.plot_only:
-        # Every input before the first run: a wrong path stops here, and nothing is made.
+        # Every input before the first run: a wrong path or system stops here, and nothing is made.
         if args.data_folder:
             check_rwc_folder(args.data_folder)
-        for _, model in pairs:
+        for system, model in pairs:
             pretrained_sizes(model)
+            check_system(system, model)
         for system, model in pairs:
             for transfer in TRANSFERS:
                 data_folder = os.path.abspath(args.data_folder) if args.data_folder else None  # train.py runs in REPO
                 train(system, transfer, os.path.abspath(model), out, data_folder, args.epochs, args.extra)
     rows = collect(out, systems)
     if not rows:
-        sys.exit(f"compare.py: error: no test_f1.csv under {out}")
+        sys.exit(f"compare.py: error: no test_f1.csv of {', '.join(systems) or 'any system'} under {out}")
     os.makedirs(out, exist_ok=True)
     with atomic_open(os.path.join(out, "test_f1.csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=F1_FIELDS)
