@@ -289,7 +289,7 @@ def test_baseline_recipe_end_to_end(tiny_model, tiny_corpus, shared_nsynth, tmp_
     assert "not scored on the same mixtures" in (tmp_path / "cmp2" / "compare.md").read_text()
     assert "not scored on the same mixtures" not in (tmp_path / "cmp" / "compare.md").read_text()
     proc = subprocess.run(
-        [*compare, f"--report=a={out / 'rendered_test_mixtures.json'}"], capture_output=True, text=True
+        [*compare, f"--report=a={out / f'{corpus}_test_mixtures.json'}"], capture_output=True, text=True
     )
     assert proc.returncode != 0 and "not a polyphonic.json report" in proc.stderr
 

@@ -170,7 +170,16 @@ def test_ctrl_c_or_sigterm_stops_the_run_with_one_message_and_keeps_its_checkpoi
     """Ctrl-C (SIGINT) and SIGTERM (kill, a scheduler's time limit) each end a run with one line."""
     out = tmp_path / "run"
     cmd = recipe_cmd(tiny_corpus, out, "--number_of_epochs=20")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    # A shell's background job (`make test &`, nohup) starts with SIGINT ignored, and the child would
+    # inherit that: it gets the default disposition back, as a terminal's foreground job has.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 240
     try:
         while not checkpoints(out / "save"):
