@@ -409,7 +409,11 @@ def test_prepare_rwc_writes_manifests_labels_trials_and_a_report(rwc_corpus, tmp
     assert "# 2 files or notes skipped" in report
     assert "notes.wav\tnotes.wav: not an RWC name" in report
     assert "451D1NOF.wav\t451D1NOF.wav: instrument number 45 is not in the category table" in report
-    assert "# flute\tvariations 1\ttest: notes (single variation)" in report
+    split = ", ".join(f"{k} {sum(r['category'] == 'flute' for r in rows[k])}" for k in ("train", "valid", "test"))
+    assert f"# flute\tvariations 1\ttest: notes (single variation)\t{split}" in report
+    assert f"# {len(everything)} notes from {len({r['file'] for r in everything})} files" in report
+    for file in {r["file"] for r in everything}:
+        assert f"# {file}\t{sum(r['file'] == file for r in everything)} notes" in report
 
 
 def test_prepare_rwc_is_skippable_and_idempotent(rwc_corpus, tmp_path):

@@ -669,17 +669,32 @@ def write_manifest(rows, path):
     manifest.write_manifest(rows, path, MANIFEST_FIELDS, extra_keys="ignore")
 
 
-def write_report(problems, plan, path):
-    """Atomically writes the skipped files and notes (``item<TAB>reason``) and the split plan."""
+def write_report(problems, plan, path, rows=()):
+    """Atomically writes the skipped files and notes (``item<TAB>reason``), the notes found per file and the split.
+
+    ``rows`` are the usable notes with their ``split`` (:func:`assign_splits`): each source file's
+    note count, and each category's notes per split, so a category whose note-level test share
+    came out empty says so.
+    """
+    per_file, per_split = {}, {}
+    for row in rows:
+        per_file[row["file"]] = per_file.get(row["file"], 0) + 1
+        counts = per_split.setdefault(row["category"], {"train": 0, "valid": 0, "test": 0})
+        counts[row["split"]] += 1
     with atomic_open(path) as handle:
         handle.write(f"# {len(problems)} files or notes skipped\n")
         for item, reason in problems:
             handle.write(f"{item}\t{reason}\n")
+        handle.write(f"# {sum(per_file.values())} notes from {len(per_file)} files\n")
+        for file, count in sorted(per_file.items()):
+            handle.write(f"# {file}\t{count} notes\n")
         handle.write("# split per category: test variation (held out whole) or note-level test split\n")
         for category, entry in plan.items():
             held = f"variation {entry['test_variation']}" if entry["test_variation"] else "notes (single variation)"
             variations = ",".join(str(v) for v in entry["variations"])
-            handle.write(f"# {category}\tvariations {variations}\ttest: {held}\n")
+            counts = per_split.get(category)
+            split = "" if counts is None else "\t" + ", ".join(f"{k} {v}" for k, v in counts.items())
+            handle.write(f"# {category}\tvariations {variations}\ttest: {held}{split}\n")
 
 
 def prepare_rwc(
@@ -774,7 +789,7 @@ def prepare_rwc(
     rows = read_rwc_notes(data_folder, notes_folder, sample_rate, split_options, table, ranges, problems)
     plan = assign_splits(rows, valid_share, test_share, seed) if rows else {}
     report = os.path.join(save_folder, REPORT_FILE)
-    write_report(problems, plan, report)  # first: every failure below points at it
+    write_report(problems, plan, report, rows)  # first: every failure below points at it
     by_split = {split: [r for r in rows if r["split"] == split] for split in manifests}
     empty = [split for split, split_rows in by_split.items() if not split_rows]
     if empty:
