@@ -581,3 +581,76 @@ def test_every_note_set_has_its_own_random_stream(tiny_corpus, tmp_path):
     ]
     onsets = [[s["onset"] for m in mixtures for s in m["sources"]] for mixtures in draws]
     assert onsets[0] != onsets[1]
+
+
+def slot_training_args(tiny_corpus, tiny_model, out):
+    """hparams/poly_slots.yaml on the tiny single-note model (its sizes: the transMel.yaml defaults, tiny)."""
+    args = tiny_training_args(tiny_corpus, out)
+    args[1] = os.path.join(REPO, "hparams", "poly_slots.yaml")
+    keep = [a for a in args if not a.startswith(("--pretrained_model=", "--freeze_frontend="))]
+    return keep + [
+        f"--pretrained_model={tiny_model}",
+        "--freq_collapse=flatten",
+        "--hop_ms=12",
+        "--head_type=cosine",
+        "--dynamic_range_db=null",
+        "--noise_floor_prob=0.0",
+        "--slot_input_size=1280",  # 8 LDE components x 8 channels x 20 frequency rows
+    ]
+
+
+def test_slot_recipe_trains_only_the_slots_and_scores_mixtures_by_their_best_slot(tiny_corpus, tiny_model, tmp_path):
+    import torch
+
+    from timbre_lobes.serving.inference import TimbreEncoder
+
+    out = tmp_path / "slots"
+    proc = subprocess.run(
+        [sys.executable, *slot_training_args(tiny_corpus, tiny_model, out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    model = TimbreEncoder.from_hparams(source=str(out / "model"))
+    single = TimbreEncoder.from_hparams(source=str(tiny_model))
+    assert model.n_slots == 4 and model.rows_per_view == 5 and single.rows_per_view == 1
+    assert model.family_output == "softmax"  # the single-note family head, kept
+    # The single-note model is frozen: every module but the slot head is exactly the one it started from.
+    for name in ("compute_features", "embedding_model", "family_head", "instrument_head"):
+        mine, theirs = model.mods[name].state_dict(), single.mods[name].state_dict()
+        assert mine.keys() == theirs.keys()
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine), name
+    notes, folder = notes_of(tiny_corpus, "test")
+    paths = [row["wav"].replace("$data_root", folder) for row in notes[:3]]
+    np.testing.assert_allclose(model.embed_files(paths), single.embed_files(paths), atol=1e-5)  # other verbs
+    drawn = sample_mixtures(notes, 1, seed=3, **{**SETTINGS, "min_sources": 2})[0]
+    mixture = torch.as_tensor(mix_audio(drawn, folder), dtype=torch.float32)
+    rows = model.mixture_embeddings(mixture, 0)
+    assert rows.shape == (5, 32)  # the clip's embedding, then its four slots
+    np.testing.assert_allclose(rows[0], single.mixture_embeddings(mixture, 0)[0], atol=1e-5)
+    assert np.linalg.norm(rows[1:] - rows[0], axis=1).min() > 1e-4  # the slots moved away from the embedding
+    log = (out / "train_log.txt").read_text()
+    assert "epoch: 2" in log and "EER" in log
+    record = json.loads((out / "mixtures" / "polyphonic.json").read_text())
+    corpus = os.path.basename(tiny_corpus)
+    valid_clip = record["results"][f"{corpus} valid"]["clip"]["detection"]["all"]
+    assert model.detection_threshold == pytest.approx(valid_clip["threshold"])
+    card = (out / "model" / "README.md").read_text()
+    assert "a slot head of 4 embeddings per mixture" in card
+
+
+def test_slot_recipe_refuses_bad_settings_before_training(tiny_corpus, tiny_model, tmp_path):
+    def run(*extra):
+        out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        args = [a for a in slot_training_args(tiny_corpus, tiny_model, out) if not a.startswith("--slot_input_size")]
+        return subprocess.run(
+            [sys.executable, *args, *extra], capture_output=True, text=True, cwd=REPO, timeout=600
+        ), out
+
+    proc, out = run("--slot_input_size=100")
+    assert proc.returncode == 1 and "set --slot_input_size=1280" in proc.stderr
+    assert not (out / "save").exists() or not any(p.name.startswith("CKPT") for p in (out / "save").iterdir())
+    proc, _ = run("--slot_input_size=1280", "--freeze_encoder=False")
+    assert proc.returncode == 1 and "slot_weight needs freeze_encoder: True" in proc.stderr

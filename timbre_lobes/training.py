@@ -265,7 +265,9 @@ def load_overlay_run(argv, check_data=None, default_data_key="standin_folder"):
 
     The system YAML (e.g. ``hparams/transMel.yaml``) is loaded with the overlay's keys on
     top, then the command line's ``--key=value``, so one overlay serves every system
-    (the RWC and polyphonic recipes' YAMLs are overlays).
+    (the RWC and polyphonic recipes' YAMLs are overlays). An overlay may itself sit on
+    another (``base_overlay: hparams/poly_transMel.yaml``): that one's keys come first,
+    this one's and the command line's on top.
 
     As there, the inputs are checked before anything is created
     (:func:`check_inputs`), and the output folder's checkpoints before
@@ -299,6 +301,19 @@ def load_overlay_run(argv, check_data=None, default_data_key="standin_folder"):
         overlay_text = handle.read()
     merged = YAML().load(overlay_text) or {}
     _merge(merged, (YAML().load(overrides) or {}) if overrides else {})
+    seen = [os.path.abspath(overlay_file)]
+    while merged.get("base_overlay"):  # an overlay on another overlay (poly_slots.yaml on poly_transMel.yaml)
+        base_file = merged.pop("base_overlay")
+        if not os.path.isfile(base_file):
+            raise FileNotFoundError(f"{overlay_file}: base_overlay {base_file!r} is not a YAML file")
+        if os.path.abspath(base_file) in seen:
+            raise ValueError(f"{overlay_file}: the overlays name each other in a circle ({base_file})")
+        seen.append(os.path.abspath(base_file))
+        with open(base_file) as handle:
+            base = YAML().load(handle) or {}
+        _merge(base, merged)
+        merged = base
+    merged.pop("base_overlay", None)
     system_file = merged.pop("system_hparams", None)
     if not system_file or not os.path.isfile(system_file):
         raise FileNotFoundError(f"{overlay_file}: system_hparams {system_file!r} is not a system YAML file")

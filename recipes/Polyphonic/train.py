@@ -37,8 +37,14 @@ from timbre_lobes.polyphonic.evaluate import (  # noqa: E402
     valid_set_name,
 )
 from timbre_lobes.polyphonic.mixtures import resolve_wav  # noqa: E402
-from timbre_lobes.polyphonic.training import COLLATE, MixtureDataset, PolyphonicBrain  # noqa: E402
-from timbre_lobes.serving.export import export_model  # noqa: E402
+from timbre_lobes.polyphonic.training import (  # noqa: E402
+    COLLATE,
+    MixtureDataset,
+    PolyphonicBrain,
+    add_slot_head,
+    freeze_single_note_model,
+)
+from timbre_lobes.serving.export import export_model, family_scale  # noqa: E402
 from timbre_lobes.serving.inference import TimbreEncoder  # noqa: E402
 
 
@@ -87,7 +93,7 @@ def main(argv):
         settings=hparams["train_sampler"],
         seed=hparams["seed"],
         sample_rate=hparams["sample_rate"],
-        parts=bool(hparams["distill_weight"]),
+        parts=bool(hparams["distill_weight"] or hparams["slot_weight"]),
     )
     valid_mixtures, valid_enrol, valid_root = mixture_set(
         folders[valid_set_name(folders)],
@@ -98,8 +104,15 @@ def main(argv):
         seed=hparams["mixture_seed"],
     )
     valid_set = MixtureDataset(labels, valid_root, mixtures=valid_mixtures, sample_rate=hparams["sample_rate"])
+    add_slot_head(hparams)  # before make_brain: the checkpoints' signature holds its sizes
+    hparams["family_logit_scale"] = family_scale(hparams)
     brain = training.make_brain(hparams, run_opts, labels, data_folder, brain_class=PolyphonicBrain)
-    if hparams["distill_weight"]:
+    if hparams["freeze_encoder"]:
+        freeze_single_note_model(brain.modules)
+        brain.freeze_encoder = True
+    if hparams["slot_weight"]:  # the targets: the frozen single-note model's own embeddings of the notes
+        brain.teacher = brain.modules
+    elif hparams["distill_weight"]:
         brain.teacher = load_teacher(hparams["teacher_model"], brain.device, hparams["emb_dim"])
     brain.train_mixtures = train_set
     brain.valid_mixtures = valid_mixtures
@@ -126,8 +139,14 @@ def main(argv):
         f"of {sampler['min_sources']} to {sampler['max_sources']} notes of distinct training instruments "
         f"({hparams['mixtures_per_epoch']} new mixtures per epoch, {hparams['number_of_epochs']} epochs): "
         f"instrument presence (weight {hparams['instrument_weight']}), family presence (weight "
-        f"{hparams['family_weight']}), distillation (weight {hparams['distill_weight']}); front end "
-        f"{'frozen' if hparams['freeze_frontend'] else 'trained'}. The checkpoint of lowest detection EER on "
+        f"{hparams['family_weight']}), distillation (weight {hparams['distill_weight']}), slot embeddings "
+        f"(weight {hparams['slot_weight']}); "
+        + (
+            f"the single-note model frozen, a slot head of {hparams['n_slots']} embeddings per mixture trained on it"
+            if hparams["freeze_encoder"]
+            else f"front end {'frozen' if hparams['freeze_frontend'] else 'trained'}"
+        )
+        + f". The checkpoint of lowest detection EER on "
         f"the validation mixtures in training's own pass ({best.meta['EER']:.2f} %) was exported; its scores on "
         "mixtures of unseen instruments, through this export, are in `mixtures/polyphonic.md` of the training "
         "output folder (the single-note test below was not run).",
@@ -144,7 +163,7 @@ def main(argv):
             export_folder,
             valid_set=notes["valid"],
             family_encoder=labels["family"],
-            extra_settings={"family_output": "sigmoid", "detection_window_seconds": 0.0, **settings},
+            extra_settings={"family_output": hparams["family_output"], "detection_window_seconds": 0.0, **settings},
         )
         return TimbreEncoder.from_hparams(source=export_folder, run_opts={"device": str(brain.device)})
 

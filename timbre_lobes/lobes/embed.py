@@ -27,15 +27,50 @@ def embed_waveforms(modules, wavs, lens, epoch=None):
 
     Example: see :func:`embed_unpadded`.
     """
+    return modules["embedding_model"](_features(modules, wavs, lens, epoch), lens)
+
+
+def _features(modules, wavs, lens, epoch):
     feats = modules["compute_features"](wavs)
     if epoch is None:
-        feats = modules["mean_var_norm"](feats, lens)
-    else:
-        feats = modules["mean_var_norm"](feats, lens, epoch=epoch)
-    return modules["embedding_model"](feats, lens)
+        return modules["mean_var_norm"](feats, lens)
+    return modules["mean_var_norm"](feats, lens, epoch=epoch)
 
 
-def embed_unpadded(modules, wavs, lens):
+def embed_waveform_sets(modules, wavs, lens, epoch=None):
+    """The embedding and the slot embeddings of each sound (models with a ``slot_head``).
+
+    Front end -> normalisation -> the encoder's pooled vector -> its embedding, and
+    :class:`timbre_lobes.lobes.encoder.SlotHead`'s ``n_slots`` embeddings from both.
+
+    Arguments
+    ---------
+    modules, wavs, lens, epoch
+        As for :func:`embed_waveforms`; ``modules`` also holds ``slot_head``.
+
+    Returns
+    -------
+    torch.Tensor
+        [batch, 1 + n_slots, emb_dim]: row 0 is :func:`embed_waveforms`' embedding.
+
+    Raises
+    ------
+    ValueError
+        No ``slot_head``, or an encoder without ``pool`` (only ResNetLDE has one).
+    """
+    import torch
+
+    if "slot_head" not in modules:
+        raise ValueError("this model has no slot_head: it gives one embedding per sound")
+    encoder = getattr(modules["embedding_model"], "module", modules["embedding_model"])  # DDP
+    if not hasattr(encoder, "pool"):
+        raise ValueError(f"a slot_head needs the ResNetLDE encoder (its pooled vector), not {type(encoder).__name__}")
+    pooled = encoder.pool(_features(modules, wavs, lens, epoch), lens)
+    embedding = encoder.embedding(pooled).unsqueeze(1)
+    return torch.cat([embedding, modules["slot_head"](pooled, embedding)], dim=1)
+
+
+def embed_unpadded(modules, wavs, lens, sets=False):
     """:func:`embed_waveforms` of each row at its own length: no row sees another's zero padding.
 
     Rows of equal length share one forward pass, so a batch of equal-length notes
@@ -51,11 +86,13 @@ def embed_unpadded(modules, wavs, lens):
         [batch, samples] waveforms, zero-padded to the longest.
     lens : torch.Tensor
         [batch] lengths relative to ``samples``.
+    sets : bool
+        :func:`embed_waveform_sets` instead (models with a ``slot_head``).
 
     Returns
     -------
     torch.Tensor
-        [batch, 1, emb_dim] embeddings.
+        [batch, 1, emb_dim] embeddings ([batch, 1 + n_slots, emb_dim] with ``sets``).
 
     Example
     -------
@@ -87,7 +124,8 @@ def embed_unpadded(modules, wavs, lens):
         groups.setdefault(length, []).append(i)
     out = [None] * len(lengths)
     for length, rows in groups.items():
-        emb = embed_waveforms(modules, wavs[rows, :length], torch.ones(len(rows), device=wavs.device))
+        embed = embed_waveform_sets if sets else embed_waveforms
+        emb = embed(modules, wavs[rows, :length], torch.ones(len(rows), device=wavs.device))
         for k, i in enumerate(rows):
             out[i] = emb[k]
     return torch.stack(out)

@@ -136,10 +136,68 @@ class ResNetLDE(torch.nn.Module):
         torch.Tensor
             [batch, 1, lin_neurons] embeddings.
         """
+        return self.embedding(self.pool(feats, lengths)).unsqueeze(1)
+
+    def pool(self, feats, lengths=None):
+        """The pooled vector the embedding is computed from: [batch, frames, bins] -> [batch, pooled_dim].
+
+        ``pooled_dim`` is ``self.pooling.get_out_dim()``; :class:`SlotHead` reads it.
+        """
         maps = self.trunk(feats.transpose(1, 2).unsqueeze(1))  # [B, C, F', T']
         if self.freq_collapse == "mean":
             frames = maps.mean(dim=2)
         else:
             frames = maps.flatten(start_dim=1, end_dim=2)  # [B, C * F', T']
-        pooled = self.pooling(frames.transpose(1, 2), lengths)
-        return self.embedding(pooled).unsqueeze(1)
+        return self.pooling(frames.transpose(1, 2), lengths)
+
+
+class SlotHead(torch.nn.Module):
+    """A set of embeddings for a sound that may hold several sources: ``n_slots`` offsets from its embedding.
+
+    For mixtures (the polyphonic recipe): a single embedding of a mixture is a blend
+    that sits near none of its instruments, so this head gives ``n_slots`` embeddings,
+    each meant to sit where the single-note model puts one of the sources heard alone.
+    Slot ``k`` is ``embedding + delta_k(pooled)``: an MLP on the encoder's pooled vector
+    (:meth:`ResNetLDE.pool`, layer-normalised) whose last layer starts small and random,
+    so every slot starts at the single embedding (right for one note) and the slots
+    differ enough to be told apart by a set loss
+    (:class:`timbre_lobes.polyphonic.training.SlotSetLoss`). A mixture is scored
+    against an enrolment by its best slot (set-based speaker detection in overlapped
+    speech works the same way: one embedding per speaker of the recording).
+
+    Arguments
+    ---------
+    input_size : int
+        Size of the pooled vector (``ResNetLDE.pooling.get_out_dim()``).
+    lin_neurons : int
+        Embedding size.
+    n_slots : int
+        Embeddings per sound (at least the most sources a mixture holds).
+    hidden_size : int
+        Width of the MLP.
+    init_std : float
+        Standard deviation of the last layer's initial weights.
+
+    Example
+    -------
+    >>> head = SlotHead(input_size=64, lin_neurons=16, n_slots=4)
+    >>> head(torch.rand(3, 64), torch.rand(3, 1, 16)).shape
+    torch.Size([3, 4, 16])
+    """
+
+    def __init__(self, input_size, lin_neurons, n_slots=4, hidden_size=512, init_std=0.01):
+        super().__init__()
+        if n_slots < 1:
+            raise ValueError(f"n_slots must be at least 1, got {n_slots}")
+        self.input_size, self.n_slots, self.lin_neurons = int(input_size), int(n_slots), int(lin_neurons)
+        out = torch.nn.Linear(hidden_size, self.n_slots * self.lin_neurons)
+        torch.nn.init.normal_(out.weight, std=init_std)
+        torch.nn.init.zeros_(out.bias)
+        self.delta = torch.nn.Sequential(
+            torch.nn.LayerNorm(input_size), torch.nn.Linear(input_size, hidden_size), torch.nn.ReLU(), out
+        )
+
+    def forward(self, pooled, embedding):
+        """``pooled`` [batch, input_size] and ``embedding`` [batch, 1, lin_neurons] -> [batch, n_slots, lin_neurons]."""
+        offsets = self.delta(pooled).reshape(pooled.shape[0], self.n_slots, self.lin_neurons)
+        return embedding + offsets

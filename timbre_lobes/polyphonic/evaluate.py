@@ -145,7 +145,8 @@ def embed_mixture_set(model, mixtures, enrol, data_root, window_seconds=1.5, hop
     -------
     dict
         ``instruments`` (sorted enrolled names), ``enrolled`` ``[n_instruments, emb]``,
-        ``mixtures``: one ``[1 + n_windows, emb]`` array per mixture (row 0: the clip).
+        ``mixtures``: one ``[(1 + n_windows) * rows_per_view, emb]`` array per mixture
+        (the clip's rows first: ``TimbreEncoder.mixture_embeddings``), ``rows_per_view``.
     """
     notes = {name: [resolve_wav(r["wav"], data_root) for r in rows] for name, rows in enrol.items()}
     names, enrolled = detection.enrolment_embeddings(
@@ -159,26 +160,29 @@ def embed_mixture_set(model, mixtures, enrol, data_root, window_seconds=1.5, hop
             signal, model.sample_rate, model.sample_rate, max_seconds=None, trim_db=model.trim_db, min_seconds=0
         )
         rows.append(model.mixture_embeddings(torch.as_tensor(prepared), window_seconds, hop_seconds))
-    return {"instruments": names, "enrolled": enrolled, "mixtures": rows}
+    return {"instruments": names, "enrolled": enrolled, "mixtures": rows, "rows_per_view": model.rows_per_view}
 
 
-def method_rows(rows, method):
-    """The rows a method scores: the clip alone, or the clip and its windows."""
+def method_rows(rows, method, rows_per_view=1):
+    """The rows a method scores: the clip's (its embedding and any slots), or those of the clip and its windows."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    return rows[:1] if method == "clip" else rows
+    return rows[:rows_per_view] if method == "clip" else rows
+
+
+def _rows(embedded, method):
+    per_view = embedded.get("rows_per_view", 1)
+    return [method_rows(r, method, per_view) for r in embedded["mixtures"]]
 
 
 def family_presence(model, embedded, method):
     """``[n_mixtures, n_families]`` presence scores (``TimbreEncoder.family_presence``), best row of the method."""
-    return np.stack([model.family_presence(method_rows(r, method)).max(axis=0) for r in embedded["mixtures"]])
+    return np.stack([model.family_presence(r).max(axis=0) for r in _rows(embedded, method)])
 
 
 def detection_matrix(embedded, method):
     """``[n_mixtures, n_instruments]`` trial scores of a method."""
-    return np.stack(
-        [detection.window_scores(method_rows(r, method), embedded["enrolled"]) for r in embedded["mixtures"]]
-    )
+    return np.stack([detection.window_scores(r, embedded["enrolled"]) for r in _rows(embedded, method)])
 
 
 def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detection_threshold=None, n_resamples=1000):

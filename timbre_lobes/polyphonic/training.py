@@ -22,7 +22,7 @@ import torch
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataio import read_audio
 
-from timbre_lobes.lobes.embed import embed_unpadded, embed_waveforms
+from timbre_lobes.lobes.embed import embed_unpadded, embed_waveform_sets, embed_waveforms
 from timbre_lobes.polyphonic import detection
 from timbre_lobes.polyphonic.mixtures import mix_audio, read_note, resolve_wav, sample_mixtures
 from timbre_lobes.training import TimbreBrain
@@ -176,8 +176,123 @@ class SetCrossEntropy(torch.nn.Module):
         return -(share * torch.log_softmax(logits[keep], dim=-1)).sum(dim=-1).mean()
 
 
+class SlotSetLoss(torch.nn.Module):
+    """A set loss for slot embeddings: each source of a mixture found by one slot, each slot on one source.
+
+    The targets are the single-note model's embeddings of the mixture's notes heard
+    alone (the space enrolments live in). With ``scale`` x cosines between every slot
+    and every note of the batch as logits:
+
+    * **coverage**: for each note, the slot of its mixture nearest to it must pick it
+      (or another note of its instrument) out of all the batch's notes, the other notes
+      of its own mixture included: a slot that sits on a blend of the sources loses;
+    * **precision**: each slot must pick one of its mixture's notes (any: the target is
+      the probability mass of all of them, so a slot may commit to one source), so no
+      slot wanders off to where an absent instrument would match it.
+
+    The loss is the mean of the two cross-entropies (Chamfer-style matching, no
+    Hungarian assignment: with as many slots as sources or more, a source may be covered
+    by several slots).
+
+    Arguments
+    ---------
+    scale : float
+        Logit scale (inverse temperature) of the cosines.
+
+    Arguments (of ``forward``)
+    ---------
+    slots : torch.Tensor
+        [batch, n_slots, emb] slot embeddings of the mixtures.
+    notes : torch.Tensor
+        [n_notes, emb] unit-length embeddings of the batch's notes, alone.
+    rows : torch.Tensor
+        [n_notes] the mixture (batch row) each note plays in.
+    instruments : torch.Tensor
+        [n_notes] each note's instrument index.
+
+    Example
+    -------
+    >>> loss = SlotSetLoss(scale=10.0)
+    >>> notes = torch.eye(3)
+    >>> rows, instruments = torch.tensor([0, 0, 1]), torch.tensor([0, 1, 2])
+    >>> separated = torch.stack([torch.eye(3)[[0, 1]], torch.eye(3)[[2, 2]]])  # a slot on each source
+    >>> blended = torch.stack([torch.tensor([[1.0, 1.0, 0.0]] * 2), torch.eye(3)[[2, 2]]])
+    >>> bool(loss(separated, notes, rows, instruments) < loss(blended, notes, rows, instruments))
+    True
+    """
+
+    def __init__(self, scale=10.0):
+        super().__init__()
+        self.scale = float(scale)
+
+    def forward(self, slots, notes, rows, instruments):
+        rows, instruments = rows.to(slots.device), instruments.to(slots.device)
+        logits = self.scale * torch.einsum("bke,ne->bkn", torch.nn.functional.normalize(slots, dim=-1), notes)
+        same = instruments[:, None] == instruments[None, :]  # [N, N]: the same instrument
+        index = torch.arange(len(rows), device=slots.device)
+        own = logits[rows]  # [N, K, N]: each note's mixture's slots against every note
+        nearest = own[index, :, index].argmax(dim=1)  # [N]: the slot nearest each note
+        picked = own[index, nearest]  # [N, N]
+        coverage = torch.logsumexp(picked, dim=-1) - torch.logsumexp(picked.masked_fill(~same, -torch.inf), dim=-1)
+        positive = torch.zeros(slots.shape[0], len(rows), device=slots.device)
+        positive.index_add_(0, rows, same.float())  # [B, N]: does note n's instrument play in mixture b?
+        positive = (positive > 0)[:, None, :].expand_as(logits)
+        keep = positive.any(dim=-1)  # slots of mixtures with notes
+        precision = torch.logsumexp(logits, dim=-1) - torch.logsumexp(logits.masked_fill(~positive, -torch.inf), dim=-1)
+        return 0.5 * (coverage.mean() + precision[keep].mean())
+
+
 #: Loader options every mixture loader needs (the items are dicts of tensors, not a DynamicItemDataset).
 COLLATE = {"collate_fn": PaddedBatch}
+
+
+#: The single-note model's modules, which ``freeze_encoder`` keeps as they are.
+FROZEN_MODULES = ("compute_features", "mean_var_norm", "embedding_model", "instrument_head", "family_head")
+
+
+def freeze_single_note_model(modules):
+    """Stops the parameters of :data:`FROZEN_MODULES` in ``modules`` from learning (a slot head trains alone)."""
+    for name in FROZEN_MODULES:
+        for param in modules[name].parameters():
+            param.requires_grad_(False)
+
+
+def add_slot_head(hparams):
+    """Puts the YAML's ``slot_head`` (if any) into ``modules`` and the checkpointer, and checks its sizes.
+
+    Also checks the settings that go with it: ``slot_weight`` needs a ``slot_head`` and
+    ``freeze_encoder`` (the slots' targets are the frozen single-note model's embeddings).
+
+    Raises
+    ------
+    ValueError
+        ``slot_weight`` without a ``slot_head`` or without ``freeze_encoder``; a
+        ``slot_head`` whose input size is not the encoder's pooled size.
+    """
+    head = hparams.get("slot_head")
+    if hparams.get("slot_weight") and head is None:
+        raise ValueError("slot_weight needs a slot_head (hparams/poly_slots.yaml defines one)")
+    if head is None:
+        return
+    if hparams.get("slot_weight") and not hparams.get("freeze_encoder"):
+        raise ValueError(
+            "slot_weight needs freeze_encoder: True (the slots learn the frozen single-note model's embeddings "
+            "of the notes; a trained encoder would move the targets and the enrolments)"
+        )
+    encoder = hparams["embedding_model"]
+    pooled = encoder.pooling.get_out_dim() if hasattr(encoder, "pool") else None
+    if pooled is None:
+        raise ValueError(f"a slot_head needs the ResNetLDE encoder, not {type(encoder).__name__}")
+    given = head.input_size
+    if given != pooled:
+        raise ValueError(
+            f"slot_head's input_size is {given} but the encoder pools {pooled} values "
+            f"(lde_components x its last channels, x its frequency rows with freq_collapse: flatten): "
+            f"set --slot_input_size={pooled}"
+        )
+    hparams["modules"]["slot_head"] = head
+    if "slot_head" not in hparams["checkpointer"].recoverables:
+        hparams["checkpointer"].add_recoverable("slot_head", head)
 
 
 class PolyphonicBrain(TimbreBrain):
@@ -198,18 +313,40 @@ class PolyphonicBrain(TimbreBrain):
     #: The single-note model's embedding modules (frozen), for the distillation loss; None: off.
     teacher = None
     teacher_out = None
+    #: The single-note model's modules (:data:`FROZEN_MODULES`) stay as they are: only a ``slot_head`` learns.
+    freeze_encoder = False
+    slots_out = None
+
+    @property
+    def has_slots(self):
+        return "slot_head" in self.modules
 
     def compute_forward(self, batch, stage):
-        """Mixtures -> (embeddings [B, 1, E], instrument logits or None, family logits [B, 1, F], lens)."""
+        """Mixtures -> (embeddings [B, R, E], instrument logits or None, family logits [B, R, F], lens).
+
+        R is 1, or with a ``slot_head`` 1 + n_slots (row 0 the embedding, then the slots;
+        in training the slots go to :attr:`slots_out` and R is 1).
+        """
         batch = batch.to(self.device)
         wavs, lens = batch.sig
         if stage == sb.Stage.TRAIN:
             wavs, lens = self.label_preserving_augment(wavs, lens)
-            embeddings = embed_waveforms(self.modules, wavs, lens, epoch=self.hparams.epoch_counter.current)
+            epoch = self.hparams.epoch_counter.current
+            if self.freeze_encoder:  # frozen: no statistics update either (batch norm, normalisation)
+                for name in FROZEN_MODULES:
+                    self.modules[name].eval()
+                epoch = None
+            if self.has_slots:
+                rows = embed_waveform_sets(self.modules, wavs, lens, epoch=epoch)
+                embeddings, self.slots_out = rows[:, :1], rows[:, 1:]
+            else:
+                embeddings = embed_waveforms(self.modules, wavs, lens, epoch=epoch)
             self.teacher_out = self._teacher_embeddings(batch) if self.teacher is not None else None
             return embeddings, self.modules.instrument_head(embeddings), self.modules.family_head(embeddings), lens
-        embeddings = embed_unpadded(self.modules, wavs, lens)
-        return embeddings, None, self.modules.family_head(embeddings), lens
+        embeddings = embed_unpadded(self.modules, wavs, lens, sets=self.has_slots)
+        batch_size, n_rows, size = embeddings.shape  # a head takes [n, 1, emb]: one row at a time
+        family_out = self.modules.family_head(embeddings.reshape(-1, 1, size)).reshape(batch_size, n_rows, -1)
+        return embeddings, None, family_out, lens
 
     def _teacher_embeddings(self, batch):
         """The teacher's unit embeddings of the batch's source notes, with each note's mixture and instrument.
@@ -231,19 +368,26 @@ class PolyphonicBrain(TimbreBrain):
         """instrument_weight x instrument loss + family_weight x family loss; off training the family loss."""
         embeddings, instrument_out, family_out, _ = predictions
         families = batch.family_presence.data
-        family_loss = self.hparams.family_presence_loss(family_out[:, 0], families)
+        family_loss = self.hparams.family_presence_loss(family_out[:, 0], families)  # row 0: the embedding
         if stage == sb.Stage.TRAIN:
             targets = batch.instrument_presence.data
             loss = self.hparams.family_weight * family_loss
             if self.hparams.instrument_weight:
                 instrument_loss = self.hparams.instrument_presence_loss(instrument_out[:, 0], targets)
                 loss = loss + self.hparams.instrument_weight * instrument_loss
-            if self.teacher_out is not None:
+            if self.teacher_out is not None and self.hparams.distill_weight:
                 loss = loss + self.hparams.distill_weight * self.distillation_loss(embeddings[:, 0], targets)
+            if self.has_slots and self.hparams.slot_weight:
+                notes, rows, instruments = self.teacher_out
+                loss = loss + self.hparams.slot_weight * self.hparams.slot_loss(
+                    self.slots_out, notes, rows, instruments
+                )
             return loss
-        self.collected_rows.append(
-            (embeddings[:, 0].detach().cpu().numpy(), torch.sigmoid(family_out[:, 0]).detach().cpu().numpy())
-        )
+        if self.hparams.family_output == "softmax":  # a single-note family head: its probabilities, best row
+            presence = torch.softmax(self.hparams.family_logit_scale * family_out, dim=-1).amax(dim=1)
+        else:
+            presence = torch.sigmoid(family_out).amax(dim=1)
+        self.collected_rows.append((embeddings.detach().cpu().numpy(), presence.detach().cpu().numpy()))
         return family_loss
 
     def distillation_loss(self, embeddings, targets):
@@ -292,7 +436,7 @@ class PolyphonicBrain(TimbreBrain):
         presence = np.concatenate([p for _, p in self.collected_rows])
         names, enrolled = self.enrolment_embeddings()
         mixtures = list(self.valid_mixtures)
-        scores = np.stack([detection.window_scores(e[None], enrolled) for e in embeddings])
+        scores = np.stack([detection.window_scores(rows, enrolled) for rows in embeddings])
         found = detection.detection_scores(scores, detection.presence_matrix(mixtures, names, "instrument"), mixtures)
         family = detection.family_presence_scores(
             presence,

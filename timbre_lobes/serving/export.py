@@ -49,7 +49,14 @@ from timbre_lobes.serving.inference_yaml import (
 from timbre_lobes.serving.model_card import model_card
 
 #: Modules exported when the brain has them; the first three are required.
-EXPORTED_MODULES = ("compute_features", "mean_var_norm", "embedding_model", "family_head", "instrument_head")
+EXPORTED_MODULES = (
+    "compute_features",
+    "mean_var_norm",
+    "embedding_model",
+    "family_head",
+    "instrument_head",
+    "slot_head",
+)
 REQUIRED_MODULES = EXPORTED_MODULES[:3]
 INFO_FILE = "model_info.json"
 
@@ -225,7 +232,7 @@ def _write_export(
         "model_id": model_id,
         "sample_rate": int(hparams["sample_rate"]),
         "verification_threshold": float(threshold),
-        "family_scale": float(_family_scale(hparams)),
+        "family_scale": float(family_scale(hparams)),
         **AUDIO_DEFAULTS,
         **extra_settings,
     }
@@ -314,7 +321,7 @@ def _digest(folder, names):
     return sha.hexdigest()[:16]
 
 
-def _family_scale(hparams):
+def family_scale(hparams):
     """The logit scale of the family loss (softmax temperature for probabilities)."""
     loss = hparams.get("family_loss")
     scale = getattr(getattr(loss, "loss_fn", None), "scale", None)

@@ -88,6 +88,10 @@ class TimbreEncoder(EncoderClassifier):
         #: Windows of :meth:`detect_files` in s (0: the whole clip alone), the export's where it has one.
         self.detection_window_seconds = float(getattr(hp, "detection_window_seconds", 1.5) or 0.0)
         self.model_id = str(getattr(hp, "model_id", ""))
+        #: Slot embeddings per sound (a model trained with a ``slot_head`` on mixtures; 0: none).
+        self.n_slots = int(self.mods["slot_head"].n_slots) if "slot_head" in self.mods else 0
+        #: Rows :meth:`mixture_embeddings` gives per view of a sound: its embedding, then its slots.
+        self.rows_per_view = 1 + self.n_slots
         self.family_labels = [hp.family_encoder.ind2lab[i] for i in range(len(hp.family_encoder))]
         self.instrument_labels = [hp.instrument_encoder.ind2lab[i] for i in range(len(hp.instrument_encoder))]
 
@@ -175,7 +179,7 @@ class TimbreEncoder(EncoderClassifier):
 
     # ------------------------------------------------------------- embeddings
 
-    def encode_batch(self, wavs, wav_lens=None):
+    def encode_batch(self, wavs, wav_lens=None, sets=False):
         """Embeds a batch of waveforms at the model's sample rate.
 
         A sound's embedding never depends on the other sounds of the batch: rows
@@ -188,11 +192,13 @@ class TimbreEncoder(EncoderClassifier):
             [batch, samples] (or [samples], or [batch, samples, channels], downmixed).
         wav_lens : torch.Tensor, optional
             [batch] lengths relative to the longest; default all 1.
+        sets : bool
+            Also the slot embeddings (a model with a ``slot_head``; ValueError otherwise).
 
         Returns
         -------
         torch.Tensor
-            [batch, 1, emb] embeddings.
+            [batch, 1, emb] embeddings; with ``sets`` [batch, 1 + n_slots, emb] (row 0 the same).
         """
         if wavs.ndim == 1:
             wavs = wavs.unsqueeze(0)
@@ -201,12 +207,13 @@ class TimbreEncoder(EncoderClassifier):
         if wav_lens is None:
             wav_lens = torch.ones(wavs.shape[0])
         with torch.no_grad():
-            return embed_unpadded(self.mods, wavs.to(self.device).float(), wav_lens)
+            return embed_unpadded(self.mods, wavs.to(self.device).float(), wav_lens, sets=sets)
 
-    def embed_signals(self, signals, batch_size=16):
+    def embed_signals(self, signals, batch_size=16, sets=False):
         """Embeds [samples] tensors of any lengths: [n, emb] tensor (each as if embedded alone).
 
         Signals are batched by equal length (at most ``batch_size`` a pass); none is padded.
+        With ``sets``: [n, 1 + n_slots, emb] (see :meth:`encode_batch`).
         """
         groups = collections.defaultdict(list)
         for i, signal in enumerate(signals):
@@ -215,10 +222,12 @@ class TimbreEncoder(EncoderClassifier):
         for indices in groups.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                emb = self.encode_batch(torch.stack([signals[i].cpu() for i in chunk]))[:, 0].cpu()
+                emb = self.encode_batch(torch.stack([signals[i].cpu() for i in chunk]), sets=sets).cpu()
                 for row, i in enumerate(chunk):
-                    out[i] = emb[row]
-        return torch.stack(out) if out else torch.zeros(0, self._emb_dim())
+                    out[i] = emb[row] if sets else emb[row, 0]
+        if out:
+            return torch.stack(out)
+        return torch.zeros((0, self.rows_per_view, self._emb_dim()) if sets else (0, self._emb_dim()))
 
     def _emb_dim(self):
         """Embedding size, found once by embedding a second of noise (works for any encoder)."""
@@ -424,13 +433,15 @@ class TimbreEncoder(EncoderClassifier):
         )
 
     def mixture_embeddings(self, signal, window_seconds=1.5, hop_seconds=0.5, batch_size=16):
-        """Embeddings of a (polyphonic) sound and of its windows: np.ndarray [1 + n_windows, emb].
+        """Embeddings of a (polyphonic) sound and of its windows: np.ndarray [(1 + n_windows) * rows_per_view, emb].
 
-        Row 0 embeds the sound as :meth:`embed_files` does (its first ``max_seconds``);
-        the others embed ``window_seconds`` windows every ``hop_seconds`` (at most
-        ``max_windows``, spread evenly), so a note that plays in one part of the clip
-        dominates one of them; ``window_seconds`` 0 or None gives row 0 alone. Each is
-        embedded as if alone.
+        The first view is the sound as :meth:`embed_files` embeds it (its first
+        ``max_seconds``); the others are ``window_seconds`` windows every ``hop_seconds``
+        (at most ``max_windows``, spread evenly), so a note that plays in one part of the
+        clip dominates one of them; ``window_seconds`` 0 or None gives the first view
+        alone. Each is embedded as if alone. A view gives :attr:`rows_per_view` rows: its
+        embedding, then (a model with a ``slot_head``) its slot embeddings; row 0 is
+        always :meth:`embed_files`' embedding.
 
         Arguments
         ---------
@@ -440,12 +451,13 @@ class TimbreEncoder(EncoderClassifier):
             Window length and hop in s.
         """
         excerpt = signal if self.max_seconds is None else signal[: int(round(self.max_seconds * self.sample_rate))]
-        if not window_seconds:
-            return self.embed_signals([excerpt], batch_size).numpy()
-        window = max(1, int(round(window_seconds * self.sample_rate)))
-        hop = max(1, int(round(hop_seconds * self.sample_rate)))
-        windows = list(audio_windows(signal, window, hop, self.max_windows))
-        return self.embed_signals([excerpt, *windows], batch_size).numpy()
+        views = [excerpt]
+        if window_seconds:
+            window = max(1, int(round(window_seconds * self.sample_rate)))
+            hop = max(1, int(round(hop_seconds * self.sample_rate)))
+            views += list(audio_windows(signal, window, hop, self.max_windows))
+        rows = self.embed_signals(views, batch_size, sets=bool(self.n_slots)).numpy()
+        return rows.reshape(-1, rows.shape[-1])
 
     def enrol_files(self, paths):
         """The enrolment of one instrument from isolated notes: np.ndarray [emb], unit length.
@@ -473,7 +485,8 @@ class TimbreEncoder(EncoderClassifier):
 
         ``enrol`` is a list of files (isolated notes of one instrument) or the array
         :meth:`enrol_files` made of them. The score is the best cosine between the
-        enrolment and the mixture's windows (:meth:`mixture_embeddings`,
+        enrolment and the rows of the mixture's views (:meth:`mixture_embeddings`: with a
+        ``slot_head``, every slot of every view,
         :func:`timbre_lobes.polyphonic.detection.window_scores`). The defaults are
         the export's: ``detection_threshold`` and ``detection_window_seconds`` for a
         model trained on mixtures (whose threshold was chosen on whole-clip scores,
