@@ -638,13 +638,16 @@ def test_slot_recipe_trains_only_the_slots_and_scores_mixtures_by_their_best_slo
     valid_clip = record["results"][f"{corpus} valid"]["clip"]["detection"]["all"]
     assert model.detection_threshold == pytest.approx(valid_clip["threshold"])
     card = (out / "model" / "README.md").read_text()
-    assert "a slot head of 4 embeddings per mixture" in card
+    assert (
+        "a slot head of 4 embeddings per mixture" in card and "a slot head giving mixtures a set of embeddings" in card
+    )
 
 
 def test_slot_recipe_refuses_bad_settings_before_training(tiny_corpus, tiny_model, tmp_path):
     def run(*extra):
         out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
-        args = [a for a in slot_training_args(tiny_corpus, tiny_model, out) if not a.startswith("--slot_input_size")]
+        given = [e.split("=")[0] + "=" for e in extra]  # these replace the usual ones
+        args = [a for a in slot_training_args(tiny_corpus, tiny_model, out) if not a.startswith(tuple(given))]
         return subprocess.run(
             [sys.executable, *args, *extra], capture_output=True, text=True, cwd=REPO, timeout=600
         ), out
@@ -654,3 +657,55 @@ def test_slot_recipe_refuses_bad_settings_before_training(tiny_corpus, tiny_mode
     assert not (out / "save").exists() or not any(p.name.startswith("CKPT") for p in (out / "save").iterdir())
     proc, _ = run("--slot_input_size=1280", "--freeze_encoder=False")
     assert proc.returncode == 1 and "slot_weight needs freeze_encoder: True" in proc.stderr
+    # A setting without a tensor (the front end's hop) that differs from the pretrained model's is named.
+    proc, _ = run("--slot_input_size=1280", "--hop_ms=20")
+    assert proc.returncode == 1 and "compute_features.stride: 320 here, 192 there" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_slot_set_loss_separates_the_slots_onto_the_sources():
+    import torch
+
+    from timbre_lobes.polyphonic.training import SlotSetLoss
+
+    generator = torch.Generator().manual_seed(0)
+    notes = torch.nn.functional.normalize(torch.randn(5, 16, generator=generator), dim=-1)
+    rows = torch.tensor([0, 0, 0, 1, 1])  # mixture 0: notes 0-2; mixture 1: notes 3-4
+    instruments = torch.tensor([0, 1, 2, 3, 4])
+    # Every slot starts on its mixture's blend (what one embedding of a mixture is), nudged apart.
+    blends = torch.stack([notes[:3].mean(0), notes[3:].mean(0)])
+    slots = (blends[:, None, :] + 0.01 * torch.randn(2, 4, 16, generator=generator)).requires_grad_(True)
+    loss = SlotSetLoss(scale=10.0)
+    optimiser = torch.optim.Adam([slots], lr=0.05)
+    start = float(loss(slots, notes, rows, instruments).detach())
+    before = torch.nn.functional.normalize(slots.detach(), dim=-1) @ notes.t()
+    assert before[0, :, :3].min() > 0.3  # a blend is near all of its notes
+    for _ in range(300):
+        optimiser.zero_grad()
+        value = loss(slots, notes, rows, instruments)
+        value.backward()
+        optimiser.step()
+    assert float(value.detach()) < 0.01 * start
+    cos = torch.nn.functional.normalize(slots.detach(), dim=-1) @ notes.t()  # [2, 4, 5]
+    for n, b in enumerate(rows.tolist()):
+        assert cos[b, :, n].max() > 0.75  # every note is found by a slot of its mixture
+    for b in range(2):  # every slot sits on one note of its own mixture: not on a blend, nor elsewhere
+        own = cos[b][:, rows == b].sort(dim=1, descending=True).values
+        assert (own[:, 0] > 0.75).all() and (own[:, 1] < 0.3).all()
+        assert (cos[b][:, rows != b] < 0.3).all()
+    # A note of an instrument that also plays in the other mixture is a positive there, not a negative.
+    shared = loss(slots.detach(), notes, rows, torch.tensor([0, 1, 2, 0, 4]))
+    assert float(shared) < float(loss(slots.detach(), notes, rows, instruments))
+
+
+def test_an_overlay_on_an_overlay_that_is_missing_or_circular_is_refused(tmp_path):
+    script = os.path.join(REPO, "recipes", "Polyphonic", "train.py")
+    circle = tmp_path / "circle.yaml"
+    circle.write_text(f"base_overlay: {circle}\n")
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(f"base_overlay: {tmp_path / 'none.yaml'}\n")
+    for path, message in ((circle, "the overlays name each other in a circle"), (missing, "is not a YAML file")):
+        proc = subprocess.run(
+            [sys.executable, script, str(path)], capture_output=True, text=True, cwd=REPO, timeout=300
+        )
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr

@@ -743,6 +743,7 @@ def initialise_from_pretrained(hparams):
             raise FileNotFoundError(f"pretrained_model {folder}: {os.path.basename(path)} is missing ({name})")
     for name in EMBEDDING_MODULES:
         _check_shapes(name, hparams[name], pretrainer.paths.get(name), folder)
+    _check_definitions(hparams, folder)
     pretrainer.collect_files(local_strategy=LocalStrategy.NO_LINK)
     pretrainer.load_collected()
     loaded = list(pretrainer.loadables)
@@ -778,6 +779,25 @@ def load_pretrained_heads(hparams, folder):
         hparams[key].load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         loaded.append(key)
     return loaded
+
+
+def _check_definitions(hparams, folder):
+    """Raises a clear ValueError when the export's front end or encoder was built with other settings.
+
+    A hop, a filter range or a floor has no tensor whose shape would differ, so
+    :func:`_check_shapes` cannot see it; the export's ``hyperparams.yaml`` can.
+    """
+    from timbre_lobes.serving.inference_yaml import HPARAMS_FILE, definition_differences
+
+    run_file = os.path.join(hparams["output_folder"], HPARAMS_FILE)
+    if not os.path.isfile(run_file) or not os.path.isfile(os.path.join(folder, HPARAMS_FILE)):
+        return
+    found = definition_differences(run_file, folder, ("compute_features", "embedding_model"))
+    if found:
+        raise ValueError(
+            f"pretrained_model {folder} was built with other settings than this YAML's ({'; '.join(found[:4])}). "
+            "Use the settings it was trained with (its hyperparams.yaml lists them; e.g. --hop_ms, --n_filters)."
+        )
 
 
 def _check_shapes(name, module, path, folder):

@@ -11,9 +11,16 @@ instrument plays. The family head answers "does a note of this family play?"
 once per family (binary cross-entropy, ``torch.nn.BCEWithLogitsLoss``), so its
 sigmoids are presence probabilities.
 
+A second model keeps the single-note model exactly as it is and adds a
+:class:`timbre_lobes.lobes.encoder.SlotHead`: a *set* of embeddings per mixture, one
+for each source it may hold, trained with :class:`SlotSetLoss` to sit where the
+single-note model puts each note heard alone (``hparams/poly_slots.yaml``). A
+mixture is then scored by its best row (its embedding or a slot).
+
 Validation scores the fixed validation mixtures with the validation instruments'
 enrolments (detection EER, which selects the checkpoint) and the family head
-(presence micro-F1 at probability 0.5, mAP).
+(presence micro-F1 at probability 0.5, mAP; a kept single-note head: its softmax
+probabilities, best row).
 """
 
 import numpy as np

@@ -96,6 +96,68 @@ def training_definitions(hparams_file, modules, head_sizes):
     return texts
 
 
+def _plain(node):
+    """A YAML node as plain values: a tagged node keeps its tag under ``"!"``."""
+    tag = _tag(node)
+    if isinstance(node, dict):
+        plain = {str(k): _plain(v) for k, v in node.items()}
+        return {"!": tag, **plain} if tag else plain
+    if isinstance(node, (list, CommentedSeq)):
+        return [_plain(v) for v in node]
+    if tag:
+        return {"!": tag, "value": str(getattr(node, "value", ""))}
+    return node
+
+
+def _differences(mine, theirs, path):
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        found = []
+        for key in list(mine) + [k for k in theirs if k not in mine]:
+            where = f"{path}.{key}" if key != "!" else f"{path} (class)"
+            if key not in theirs or key not in mine:
+                found.append(f"{where}: {mine.get(key, '(none)')} here, {theirs.get(key, '(none)')} there")
+            else:
+                found += _differences(mine[key], theirs[key], where)
+        return found
+    if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)) and not isinstance(mine, bool):
+        return [] if float(mine) == float(theirs) else [f"{path}: {mine} here, {theirs} there"]
+    return [] if mine == theirs else [f"{path}: {mine} here, {theirs} there"]
+
+
+def definition_differences(hparams_file, export_folder, modules):
+    """How the run's definitions of ``modules`` differ from an export's: ``["key.arg: a here, b there", ...]``.
+
+    Settings that are no parameters (a front end's hop, a normalisation's options, the
+    encoder's pooling) are invisible to the checkpoints' tensor shapes; a pretrained
+    model loaded into modules built with other ones computes something else. Compares
+    the run's resolved training YAML with the export's ``hyperparams.yaml``; a module
+    one of them does not define is not compared.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The run's resolved training YAML.
+    export_folder : str
+        An exported model folder.
+    modules : iterable of str
+        The modules to compare (e.g. ``compute_features``, ``embedding_model``).
+
+    Returns
+    -------
+    list of str
+        One line per difference; empty when they are built alike.
+    """
+    with open(hparams_file) as handle:
+        mine = YAML().load(handle) or {}
+    with open(os.path.join(export_folder, HPARAMS_FILE)) as handle:
+        theirs = YAML().load(handle) or {}
+    found = []
+    for key in modules:
+        if key in mine and key in theirs:
+            found += _differences(_plain(mine[key]), _plain(theirs[key]), key)
+    return found
+
+
 def _tag(node):
     tag = getattr(node, "tag", None)
     value = getattr(tag, "value", tag)

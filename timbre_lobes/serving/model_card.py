@@ -86,8 +86,13 @@ def model_card(info, definitions, final_folder):
         "",
         "Waveform -> front end -> global mean/variance normalisation -> embedding model -> "
         f"one embedding per sound; two {info.get('head_type') or 'cosine'} heads on the embedding "
-        f"({_family_space(families)}; the {info['n_train_instruments']} training instruments). Definitions as "
-        "trained:",
+        f"({_family_space(families)}; the {info['n_train_instruments']} training instruments)"
+        + (
+            "; a slot head giving mixtures a set of embeddings, one per source they may hold (scored by the best)"
+            if "slot_head" in definitions
+            else ""
+        )
+        + ". Definitions as trained:",
         "",
         "```yaml",
         *[definitions[k].rstrip() for k in definitions],
