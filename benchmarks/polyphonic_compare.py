@@ -8,8 +8,11 @@
 Each ``--report NAME=PATH`` is a ``polyphonic.json`` written by
 ``recipes/Polyphonic/evaluate.py`` or ``train.py``. Writes ``compare.md`` (detection EER
 and family-presence micro-F1 by number of sources, for every set but the validation
-one) and ``compare.png`` (:func:`timbre_lobes.polyphonic.report.plot_by_sources`, one
-line per model and set).
+one), ``compare.png`` (:func:`timbre_lobes.polyphonic.report.plot_by_sources`, one
+line per model and set) and, where the reports kept their trial scores
+(``<set>_scores.npz``), every model's difference from the first with paired
+intervals (:func:`timbre_lobes.polyphonic.detection.paired_differences`) in
+``compare.md`` and ``compare.json``.
 """
 
 import argparse
@@ -17,7 +20,10 @@ import json
 import os
 import sys
 
-from timbre_lobes.atomic import atomic_open
+import numpy as np
+
+from timbre_lobes.atomic import atomic_open, write_json
+from timbre_lobes.polyphonic.detection import paired_differences
 from timbre_lobes.polyphonic.report import interval_text, plot_by_sources
 
 
@@ -99,6 +105,85 @@ def table(records, method):
     return "\n".join(lines)
 
 
+def read_scores(path, record, set_name):
+    """One set's ``<set>_scores.npz`` beside a report (None for reports written before they were kept)."""
+    name = record["run"].get("sets", {}).get(set_name, {}).get("scores")
+    if not name:
+        return None
+    file = os.path.join(os.path.dirname(os.path.abspath(path)), name)
+    if not os.path.isfile(file):
+        return None
+    with np.load(file) as data:
+        return {key: data[key] for key in data.files}
+
+
+def paired(records, paths, method, n_resamples=1000):
+    """Every model against the first, set by set, on the same mixtures: differences with paired intervals.
+
+    Returns ``(rows, notes)``: rows ``{"model", "set", "EER": {"difference", "ci"}, ...}``
+    (:func:`timbre_lobes.polyphonic.detection.paired_differences`), and a line for each
+    pair that could not be paired (no scores kept, other mixtures or instruments).
+    """
+    names = list(records)
+    base_name, rows, notes = names[0], [], []
+    base = records[base_name]
+    for name in names[1:]:
+        record = records[name]
+        for set_name in record["results"]:
+            if set_name == valid_set(record) or set_name not in base["results"]:
+                continue
+            a, b = read_scores(paths[base_name], base, set_name), read_scores(paths[name], record, set_name)
+            if a is None or b is None:
+                notes.append(f"{name} / {set_name}: no scores kept beside the report (written before 2026-12-07)")
+                continue
+            same = all(np.array_equal(a[k], b[k]) for k in ("mixture_ids", "instruments", "detection_truth"))
+            if not same or not np.array_equal(a["family_truth"], b["family_truth"]):
+                notes.append(f"{name} / {set_name}: not the same mixtures, instruments or families as {base_name}")
+                continue
+            mixtures = [{"sources": [{"instrument": i} for i in json.loads(str(m))]} for m in a["mixture_instruments"]]
+            found = paired_differences(
+                *(
+                    {
+                        "detection": d[f"{method}_detection"],
+                        "family": d[f"{method}_family"],
+                        "family_threshold": float(d[f"{method}_family_threshold"]),
+                    }
+                    for d in (a, b)
+                ),
+                a["detection_truth"],
+                [str(i) for i in a["instruments"]],
+                a["family_truth"],
+                mixtures,
+                n_resamples=n_resamples,
+            )
+            rows.append({"model": name, "set": set_name, **found})
+    return rows, notes
+
+
+def paired_table(rows, notes, baseline, method):
+    """The Markdown of :func:`paired`'s rows."""
+    lines = [
+        f"Paired differences, model minus `{baseline}` on the same mixtures (method `{method}`): 95 % intervals "
+        "with the set's instruments resampled once for both models; an interval without 0 is more than the draw "
+        "of instruments.",
+        "",
+        "| model | set | detection EER (points) | family micro-F1 | family micro-mAP |",
+        "|---|---|---:|---:|---:|",
+    ]
+
+    def cell(found, digits):
+        ci = found["ci"]
+        text = f"{found['difference']:+.{digits}f}"
+        return text + (f" [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]" if ci else " (no interval)")
+
+    for row in rows:
+        lines.append(
+            f"| {row['model']} | {row['set']} | {cell(row['EER'], 1)} | {cell(row['family_micro_f1'], 3)} "
+            f"| {cell(row['family_micro_mAP'], 3)} |"
+        )
+    return "\n".join(lines + [""] + [f"* {n}" for n in notes])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -117,6 +202,12 @@ def main(argv=None):
         default=os.path.join("results", "polyphonic", "compare"),
         help="folder of compare.md and compare.png (default: results/polyphonic/compare)",
     )
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        help="bootstrap resamples of the paired intervals (the first report is the baseline; default 1000)",
+    )
     args = parser.parse_args(argv)
     records = load(args.report)
     text = table(records, args.method)
@@ -124,9 +215,13 @@ def main(argv=None):
     if warning:
         text = warning + "\n\n" + text
         print(warning, file=sys.stderr)
+    rows, notes = paired(records, dict(args.report), args.method, args.resamples) if len(records) > 1 else ([], [])
+    if rows or notes:
+        text += "\n\n" + paired_table(rows, notes, args.report[0][0], args.method)
     os.makedirs(args.output, exist_ok=True)
     with atomic_open(os.path.join(args.output, "compare.md"), "w") as handle:
         handle.write(text + "\n")
+    write_json(os.path.join(args.output, "compare.json"), {"method": args.method, "paired": rows, "notes": notes})
     lines, styles = {}, {}
     for k, (name, record) in enumerate(records.items()):
         sets = [n for n in record["results"] if n != valid_set(record)]

@@ -276,6 +276,26 @@ def test_baseline_recipe_end_to_end(tiny_model, tiny_corpus, shared_nsynth, tmp_
         rows[1].split(" | ")[2] == f"{clip:.1f} [{low:.1f}, {high:.1f}]"
         and (tmp_path / "cmp" / "compare.png").stat().st_size > 0
     )
+    # Paired differences from the trial scores kept beside each report: a model against itself differs by 0 ...
+    paired = json.loads((tmp_path / "cmp" / "compare.json").read_text())["paired"]
+    assert [row["set"] for row in paired] == [f"{corpus} test", "real NSynth"]
+    for row in paired:
+        assert row["EER"]["difference"] == 0.0 and row["EER"]["ci"] == [0.0, 0.0]
+    # ... and one that detects every real instrument perfectly is better by its whole EER, beyond the noise.
+    better = tmp_path / "better"
+    shutil.copytree(out, better)
+    with np.load(better / "real_NSynth_scores.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays["clip_detection"] = arrays["detection_truth"] + 0.0
+    np.savez_compressed(better / "real_NSynth_scores.npz", **arrays)
+    reports = [f"--report=a={out / 'polyphonic.json'}", f"--report=perfect={better / 'polyphonic.json'}"]
+    proc = subprocess.run([*compare, *reports, f"--output={tmp_path / 'cmp3'}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (real_row,) = [
+        r for r in json.loads((tmp_path / "cmp3" / "compare.json").read_text())["paired"] if r["set"] == "real NSynth"
+    ]
+    assert real_row["EER"]["difference"] == pytest.approx(-clip) and real_row["EER"]["ci"][1] < 0
+    assert "| perfect | real NSynth |" in (tmp_path / "cmp3" / "compare.md").read_text()
     proc = subprocess.run([*compare, f"--report=a={tmp_path / 'none.json'}"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0 and "not a readable polyphonic.json" in proc.stderr
     other = json.loads((out / "polyphonic.json").read_text())
@@ -287,6 +307,7 @@ def test_baseline_recipe_end_to_end(tiny_model, tiny_corpus, shared_nsynth, tmp_
     )
     assert proc.returncode == 0 and "not scored on the same mixtures" in proc.stderr
     assert "not scored on the same mixtures" in (tmp_path / "cmp2" / "compare.md").read_text()
+    assert "no scores kept beside the report" in (tmp_path / "cmp2" / "compare.md").read_text()  # none in tmp_path
     assert "not scored on the same mixtures" not in (tmp_path / "cmp" / "compare.md").read_text()
     proc = subprocess.run(
         [*compare, f"--report=a={out / f'{corpus}_test_mixtures.json'}"], capture_output=True, text=True

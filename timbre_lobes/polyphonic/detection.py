@@ -238,11 +238,28 @@ def instrument_intervals(
         ``ci_level``, ``ci_instruments``. An interval too few resamples could score
         (a few instruments, every mixture dropped) is None.
     """
+    statistics, n_clusters = _resampled_statistics(
+        scores, truth, names, family_scores, family_truth, family_threshold, mixtures
+    )
+    result = {"ci_level": confidence, "ci_instruments": n_clusters}
+    for key, statistic in zip(("EER_ci", "family_micro_f1_ci", "family_micro_mAP_ci"), statistics):
+        result[key] = cluster_bootstrap(n_clusters, statistic, n_resamples, confidence, seed)
+    return result
+
+
+def _clusters(names, mixtures):
+    """Each enrolled instrument's cluster index, and each mixture's instruments' (an instrument without
+    enrolment still clusters its mixtures)."""
     index = {name: j for j, name in enumerate(names)}
-    for mixture in mixtures:  # an instrument without enrolment still clusters its mixtures
+    for mixture in mixtures:
         for source in mixture["sources"]:
             index.setdefault(source["instrument"], len(index))
-    members = [[index[s["instrument"]] for s in m["sources"]] for m in mixtures]
+    return len(index), [[index[s["instrument"]] for s in m["sources"]] for m in mixtures]
+
+
+def _resampled_statistics(scores, truth, names, family_scores, family_truth, family_threshold, mixtures):
+    """The EER, family micro-F1 and micro-mAP as functions of the instruments' resample counts."""
+    n_clusters, members = _clusters(names, mixtures)
     truth = np.asarray(truth)
     labels, values = truth.ravel(), np.asarray(scores).ravel()
     trial_cluster = np.tile(np.arange(truth.shape[1]), truth.shape[0])  # each trial's enrolled instrument
@@ -270,7 +287,63 @@ def instrument_intervals(
             return np.nan
         return float(average_precision_score(family_truth, family_scores, average="micro", sample_weight=weight))
 
-    result = {"ci_level": confidence, "ci_instruments": len(index)}
-    for key, statistic in (("EER_ci", eer), ("family_micro_f1_ci", micro_f1), ("family_micro_mAP_ci", micro_map)):
-        result[key] = cluster_bootstrap(len(index), statistic, n_resamples, confidence, seed)
+    return (eer, micro_f1, micro_map), n_clusters
+
+
+def paired_differences(first, second, truth, names, family_truth, mixtures, n_resamples=1000, confidence=0.95, seed=0):
+    """Second model minus first on the same mixtures: detection EER, family micro-F1 and micro-mAP, paired intervals.
+
+    Both models' figures are computed on each resample of the instruments (as
+    :func:`instrument_intervals` draws them), so what the two share (which instruments
+    are hard) cancels out of the difference; a 95 % interval that excludes 0 says the
+    difference is larger than the draw of instruments explains.
+
+    Arguments
+    ---------
+    first, second : dict
+        Each ``{"detection": [n_mixtures, n_instruments] scores, "family": [n_mixtures,
+        n_families] presence scores, "family_threshold": float}``.
+    truth : np.ndarray
+        ``[n_mixtures, n_instruments]`` 0/1 detection truth (columns: ``names``).
+    names : list of str
+        The enrolled instruments.
+    family_truth : np.ndarray
+        ``[n_mixtures, n_families]`` 0/1.
+    mixtures : list of dict
+        The mixtures (their sources' ``instrument``), in the rows' order.
+    n_resamples, confidence, seed
+        As :func:`instrument_intervals`.
+
+    Returns
+    -------
+    dict
+        ``EER``, ``family_micro_f1``, ``family_micro_mAP``: each ``{"difference": second
+        - first, "ci": [low, high] or None}``; ``ci_level``, ``ci_instruments``.
+
+    Example
+    -------
+    >>> mixtures = [{"sources": [{"instrument": "a"}]}, {"sources": [{"instrument": "b"}]}] * 4
+    >>> truth = np.array([[1, 0], [0, 1]] * 4)
+    >>> model = {"detection": truth + 0.1, "family": truth * 1.0, "family_threshold": 0.5}
+    >>> found = paired_differences(model, model, truth, ["a", "b"], truth, mixtures, n_resamples=100)
+    >>> found["EER"]["difference"], found["EER"]["ci"]
+    (0.0, [0.0, 0.0])
+    """
+    both = [
+        _resampled_statistics(m["detection"], truth, names, m["family"], family_truth, m["family_threshold"], mixtures)
+        for m in (first, second)
+    ]
+    n_clusters = both[0][1]
+    full = np.ones(n_clusters, dtype=np.int64)
+    result = {"ci_level": confidence, "ci_instruments": n_clusters}
+    for k, key in enumerate(("EER", "family_micro_f1", "family_micro_mAP")):
+        a, b = both[0][0][k], both[1][0][k]
+
+        def difference(counts, a=a, b=b):
+            return b(counts) - a(counts)
+
+        result[key] = {
+            "difference": float(difference(full)),
+            "ci": cluster_bootstrap(n_clusters, difference, n_resamples, confidence, seed),
+        }
     return result

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from timbre_lobes.atomic import atomic_open
 from timbre_lobes.data.audio import prepare_audio, read_audio_file
 from timbre_lobes.data.nsynth import DataFolderError, read_nsynth_folder, resolve_note_folder
 from timbre_lobes.polyphonic import detection
@@ -242,6 +243,33 @@ def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detecti
     return results
 
 
+def save_scores(path, model, embedded, mixtures, results):
+    """Writes one set's trial scores, atomically, so reports can be compared pair by pair.
+
+    ``<set>_scores.npz``: ``instruments``, ``families``, ``mixture_ids``, ``mixture_instruments``
+    (JSON lists), ``detection_truth``
+    and ``family_truth``; per method, ``<method>_detection`` ([n_mixtures, n_instruments]),
+    ``<method>_family`` ([n_mixtures, n_families]) and ``<method>_family_threshold``.
+    ``benchmarks/polyphonic_compare.py`` reads them for paired intervals
+    (:func:`timbre_lobes.polyphonic.detection.paired_differences`).
+    """
+    arrays = {
+        "instruments": np.array(embedded["instruments"]),
+        "families": np.array(model.family_labels),
+        "mixture_ids": np.array([m["id"] for m in mixtures]),
+        # each mixture's instruments (the clusters of the paired bootstrap), as JSON lists
+        "mixture_instruments": np.array([json.dumps([src["instrument"] for src in m["sources"]]) for m in mixtures]),
+        "detection_truth": detection.presence_matrix(mixtures, embedded["instruments"], "instrument"),
+        "family_truth": detection.presence_matrix(mixtures, model.family_labels, "family"),
+    }
+    for method in METHODS:
+        arrays[f"{method}_detection"] = detection_matrix(embedded, method)
+        arrays[f"{method}_family"] = family_presence(model, embedded, method)
+        arrays[f"{method}_family_threshold"] = np.array(results[method]["family_presence"]["threshold"])
+    with atomic_open(path, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+
+
 def corpus_name(note_folder):
     """What a corpus's mixture sets are called: ``rendered`` or the corpus folder's name.
 
@@ -337,12 +365,15 @@ def evaluate_on_mixtures(model, folders, output_folder, config, title=None):
         if name == valid_set:
             thresholds = {m: r["family_presence"]["threshold"] for m, r in result.items()}
         scored[name] = result
+        scores_file = name.replace(" ", "_") + "_scores.npz"
+        save_scores(os.path.join(output_folder, scores_file), model, embedded, mixtures, result)
         sets[name] = {
             "folder": folder,
             "n_mixtures": len(mixtures),
             "n_instruments": len(embedded["instruments"]),
             "n_enrol": min(len(rows) for rows in enrol.values()),
             "manifest": manifest,
+            "scores": scores_file,
         }
         print(f"{name}: {len(mixtures)} mixtures scored")
     run = {
