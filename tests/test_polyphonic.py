@@ -636,6 +636,10 @@ def test_slot_recipe_trains_only_the_slots_and_scores_mixtures_by_their_best_slo
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     model = TimbreEncoder.from_hparams(source=str(out / "model"))
     single = TimbreEncoder.from_hparams(source=str(tiny_model))
+    # SpeechBrain's count of trainable parameters is the slot head's alone (e.g. "724.1k").
+    trainable = re.search(r"Total Number of Trainable Parameters: ([0-9.]+)k", proc.stdout + proc.stderr)
+    slot_parameters = sum(p.numel() for p in model.mods["slot_head"].parameters())
+    assert trainable and float(trainable.group(1)) == pytest.approx(slot_parameters / 1000, abs=0.1)
     assert model.n_slots == 4 and model.rows_per_view == 5 and single.rows_per_view == 1
     assert model.family_output == "softmax"  # the single-note family head, kept
     # The single-note model is frozen: every module but the slot head is exactly the one it started from.

@@ -106,10 +106,11 @@ def main(argv):
     valid_set = MixtureDataset(labels, valid_root, mixtures=valid_mixtures, sample_rate=hparams["sample_rate"])
     add_slot_head(hparams)  # before make_brain: the checkpoints' signature holds its sizes
     hparams["family_logit_scale"] = family_scale(hparams)
+    if hparams["freeze_encoder"]:  # before the Brain counts its trainable parameters
+        training.add_heads(hparams, labels)
+        freeze_single_note_model(hparams["modules"])
     brain = training.make_brain(hparams, run_opts, labels, data_folder, brain_class=PolyphonicBrain)
-    if hparams["freeze_encoder"]:
-        freeze_single_note_model(brain.modules)
-        brain.freeze_encoder = True
+    brain.freeze_encoder = bool(hparams["freeze_encoder"])
     if hparams["slot_weight"]:  # the targets: the frozen single-note model's own embeddings of the notes
         brain.teacher = brain.modules
     elif hparams["distill_weight"]:
