@@ -129,8 +129,14 @@ def paired(records, paths, method, n_resamples=1000):
     base = records[base_name]
     for name in names[1:]:
         record = records[name]
+        for set_name in base["results"]:
+            if set_name != valid_set(base) and set_name not in record["results"]:
+                notes.append(f"{name}: no {set_name} set (the first report, {base_name}, has one)")
         for set_name in record["results"]:
-            if set_name == valid_set(record) or set_name not in base["results"]:
+            if set_name == valid_set(record):
+                continue
+            if set_name not in base["results"]:
+                notes.append(f"{name} / {set_name}: {base_name} has no such set")
                 continue
             a, b = read_scores(paths[base_name], base, set_name), read_scores(paths[name], record, set_name)
             if a is None or b is None:
@@ -138,7 +144,11 @@ def paired(records, paths, method, n_resamples=1000):
                 continue
             same = all(np.array_equal(a[k], b[k]) for k in ("mixture_ids", "instruments", "detection_truth"))
             if not same or not np.array_equal(a["family_truth"], b["family_truth"]):
-                notes.append(f"{name} / {set_name}: not the same mixtures, instruments or families as {base_name}")
+                notes.append(
+                    f"{name} / {set_name}: not paired: {len(b['mixture_ids'])} mixtures of {len(b['instruments'])} "
+                    f"enrolled instruments against {base_name}'s {len(a['mixture_ids'])} of {len(a['instruments'])}"
+                    + (" (other mixtures, or other families)" if len(a["mixture_ids"]) == len(b["mixture_ids"]) else "")
+                )
                 continue
             mixtures = [{"sources": [{"instrument": i} for i in json.loads(str(m))]} for m in a["mixture_instruments"]]
             found = paired_differences(

@@ -679,12 +679,16 @@ def test_slot_recipe_refuses_bad_settings_before_training(tiny_corpus, tiny_mode
 
     proc, out = run("--slot_input_size=100")
     assert proc.returncode == 1 and "set --slot_input_size=1280" in proc.stderr
-    assert not (out / "save").exists() or not any(p.name.startswith("CKPT") for p in (out / "save").iterdir())
-    proc, _ = run("--slot_input_size=1280", "--freeze_encoder=False")
+    refused = [out]
+    proc, out = run("--slot_input_size=1280", "--freeze_encoder=False")
     assert proc.returncode == 1 and "slot_weight needs freeze_encoder: True" in proc.stderr
+    refused.append(out)
     # A setting without a tensor (the front end's hop) that differs from the pretrained model's is named.
-    proc, _ = run("--slot_input_size=1280", "--hop_ms=20")
+    proc, out = run("--slot_input_size=1280", "--hop_ms=20")
     assert proc.returncode == 1 and "compute_features.stride: 320 here, 192 there" in proc.stderr, proc.stderr[-2000:]
+    refused.append(out)
+    for out in refused:  # refused before the corpus is prepared or any mixture drawn
+        assert not (out / "save").exists() or not os.listdir(out / "save"), sorted(os.listdir(out / "save"))
 
 
 def test_slot_set_loss_separates_the_slots_onto_the_sources():

@@ -743,7 +743,7 @@ def initialise_from_pretrained(hparams):
             raise FileNotFoundError(f"pretrained_model {folder}: {os.path.basename(path)} is missing ({name})")
     for name in EMBEDDING_MODULES:
         _check_shapes(name, hparams[name], pretrainer.paths.get(name), folder)
-    _check_definitions(hparams, folder)
+    check_pretrained_settings(hparams, folder)
     pretrainer.collect_files(local_strategy=LocalStrategy.NO_LINK)
     pretrainer.load_collected()
     loaded = list(pretrainer.loadables)
@@ -781,11 +781,13 @@ def load_pretrained_heads(hparams, folder):
     return loaded
 
 
-def _check_definitions(hparams, folder):
+def check_pretrained_settings(hparams, folder):
     """Raises a clear ValueError when the export's front end or encoder was built with other settings.
 
     A hop, a filter range or a floor has no tensor whose shape would differ, so
-    :func:`_check_shapes` cannot see it; the export's ``hyperparams.yaml`` can.
+    :func:`_check_shapes` cannot see it; the export's ``hyperparams.yaml`` can (compared
+    with the run's resolved YAML in ``output_folder``). :func:`initialise_from_pretrained`
+    calls it; a recipe may call it earlier, before it prepares or draws anything.
     """
     from timbre_lobes.serving.inference_yaml import HPARAMS_FILE, definition_differences
 

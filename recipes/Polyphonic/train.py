@@ -42,6 +42,7 @@ from timbre_lobes.polyphonic.training import (  # noqa: E402
     MixtureDataset,
     PolyphonicBrain,
     add_slot_head,
+    check_slot_settings,
     freeze_single_note_model,
 )
 from timbre_lobes.serving.export import export_model, family_scale  # noqa: E402
@@ -79,6 +80,9 @@ def main(argv):
         argv, check_data=check_corpus, default_data_key="default_corpus_folder"
     )
     check_config(hparams)  # the evaluation settings, before anything is prepared
+    check_slot_settings(hparams)  # and the slot head's, and the pretrained model's settings
+    if hparams["pretrained_model"]:
+        training.check_pretrained_settings(hparams, hparams["pretrained_model"])
     data_folder = training.resolve_data_folder(hparams)
     folders = mixture_folders(data_folder, hparams["real_folder"])
     run_on_main(prepare_nsynth, kwargs=training.nsynth_prepare_options(hparams, data_folder))
@@ -132,13 +136,17 @@ def main(argv):
         return None
     export_folder = hparams.get("export_folder") or os.path.join(hparams["output_folder"], "model")
     sampler = hparams["train_sampler"]
-    start = f"Fine-tuned from `{hparams['pretrained_model']}`" if hparams["pretrained_model"] else "Trained"
+    if hparams["freeze_encoder"]:
+        start = f"Built on `{hparams['pretrained_model']}` (kept as it is) and trained"
+    else:
+        start = f"Fine-tuned from `{hparams['pretrained_model']}`" if hparams["pretrained_model"] else "Trained"
+    epochs = hparams["number_of_epochs"]
     results = {
         "data_folder": os.path.abspath(data_folder),
         "valid_mixtures": dict(best.meta),
         "training": f"{start} by `recipes/Polyphonic/train.py` on mixtures "
         f"of {sampler['min_sources']} to {sampler['max_sources']} notes of distinct training instruments "
-        f"({hparams['mixtures_per_epoch']} new mixtures per epoch, {hparams['number_of_epochs']} epochs): "
+        f"({hparams['mixtures_per_epoch']} new mixtures per epoch, {epochs} epoch{'s' if epochs != 1 else ''}): "
         f"instrument presence (weight {hparams['instrument_weight']}), family presence (weight "
         f"{hparams['family_weight']}), distillation (weight {hparams['distill_weight']}), slot embeddings "
         f"(weight {hparams['slot_weight']}); "

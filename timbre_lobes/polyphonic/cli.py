@@ -22,7 +22,8 @@ def add_detect_parser(subparsers):
         help="is an enrolled instrument playing in these (polyphonic) sounds?",
         description="Enrols an instrument from isolated notes (--enrol) and scores each mixture: the cosine "
         "between the enrolment and the mixture (a mixture-trained model: the whole clip; a single-note model: "
-        "the best of the clip and its windows), 'present' at or above the threshold. Give the mixtures first: "
+        "the best of the clip and its windows; a model with a slot head: the best of the clip's embedding and "
+        "its slot embeddings), 'present' at or above the threshold. Give the mixtures first: "
         "--enrol takes every file after it.",
     )
     parser.add_argument("mixtures", nargs="+", metavar="MIXTURE", help="audio files or folders of them")

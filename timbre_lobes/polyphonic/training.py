@@ -265,10 +265,22 @@ def freeze_single_note_model(modules):
 
 
 def add_slot_head(hparams):
-    """Puts the YAML's ``slot_head`` (if any) into ``modules`` and the checkpointer, and checks its sizes.
+    """Puts the YAML's ``slot_head`` (if any) into ``modules`` and the checkpointer (after
+    :func:`check_slot_settings`)."""
+    check_slot_settings(hparams)
+    head = hparams.get("slot_head")
+    if head is None:
+        return
+    hparams["modules"]["slot_head"] = head
+    if "slot_head" not in hparams["checkpointer"].recoverables:
+        hparams["checkpointer"].add_recoverable("slot_head", head)
 
-    Also checks the settings that go with it: ``slot_weight`` needs a ``slot_head`` and
-    ``freeze_encoder`` (the slots' targets are the frozen single-note model's embeddings).
+
+def check_slot_settings(hparams):
+    """Checks the slot head's settings (call it before anything is prepared or drawn).
+
+    ``slot_weight`` needs a ``slot_head`` and ``freeze_encoder`` (the slots' targets are
+    the frozen single-note model's embeddings); the head's input is the encoder's pooled size.
 
     Raises
     ------
@@ -292,14 +304,11 @@ def add_slot_head(hparams):
         raise ValueError(f"a slot_head needs the ResNetLDE encoder, not {type(encoder).__name__}")
     given = head.input_size
     if given != pooled:
+        rows = " x its frequency rows" if encoder.freq_collapse == "flatten" else ""
         raise ValueError(
             f"slot_head's input_size is {given} but the encoder pools {pooled} values "
-            f"(lde_components x its last channels, x its frequency rows with freq_collapse: flatten): "
-            f"set --slot_input_size={pooled}"
+            f"(lde_components x its last channels{rows}): set --slot_input_size={pooled}"
         )
-    hparams["modules"]["slot_head"] = head
-    if "slot_head" not in hparams["checkpointer"].recoverables:
-        hparams["checkpointer"].add_recoverable("slot_head", head)
 
 
 class PolyphonicBrain(TimbreBrain):
