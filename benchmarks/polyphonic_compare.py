@@ -142,8 +142,8 @@ def paired(records, paths, method, n_resamples=1000):
             if a is None or b is None:
                 notes.append(f"{name} / {set_name}: no scores kept beside the report (written before 2026-12-07)")
                 continue
-            same = all(np.array_equal(a[k], b[k]) for k in ("mixture_ids", "instruments", "detection_truth"))
-            if not same or not np.array_equal(a["family_truth"], b["family_truth"]):
+            keys = ("mixture_ids", "instruments", "detection_truth", "family_truth")
+            if not all(np.array_equal(a[k], b[k]) for k in keys):
                 notes.append(
                     f"{name} / {set_name}: not paired: {len(b['mixture_ids'])} mixtures of {len(b['instruments'])} "
                     f"enrolled instruments against {base_name}'s {len(a['mixture_ids'])} of {len(a['instruments'])}"

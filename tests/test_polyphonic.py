@@ -691,6 +691,15 @@ def test_slot_recipe_refuses_bad_settings_before_training(tiny_corpus, tiny_mode
         assert not (out / "save").exists() or not os.listdir(out / "save"), sorted(os.listdir(out / "save"))
 
 
+def test_nsynth_recipe_refuses_a_pretrained_model_built_with_another_hop_in_one_line(tiny_corpus, tiny_model, tmp_path):
+    # Here for the tiny single-note model this file trains; the check is every training recipe's.
+    out = tmp_path / "finetune"
+    proc = run_recipe("transMel", tiny_corpus, out, f"--pretrained_model={tiny_model}", "--hop_ms=20", expect_fail=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "compute_features.stride: 320 here, 192 there" in proc.stderr
+    assert not (out / "save" / "train.csv").exists()  # refused before the corpus was prepared
+
+
 def test_slot_set_loss_separates_the_slots_onto_the_sources():
     import torch
 

@@ -44,6 +44,7 @@ from timbre_lobes.scripts import TRAINING_INTERRUPTED
 
 __all__ = [
     "RunFolderError",
+    "SettingsError",
     "TimbreBrain",
     "dataio_prep",
     "evaluate",
@@ -212,8 +213,19 @@ class TimbreBrain(sb.core.Brain):
 # ---------------------------------------------------------------------------
 
 
-def run_script(main, argv, script, errors=(RunFolderError, FileNotFoundError), interrupted=TRAINING_INTERRUPTED):
-    """:func:`timbre_lobes.scripts.run_script` for a training recipe: a run folder that does not fit is an error too."""
+class SettingsError(ValueError):
+    """The run's settings cannot be used: a pretrained model built otherwise, overlays that name each other.
+
+    Every training recipe reports it in one line (:func:`run_script`), before anything is
+    prepared where it can be found that early.
+    """
+
+
+def run_script(
+    main, argv, script, errors=(RunFolderError, SettingsError, FileNotFoundError), interrupted=TRAINING_INTERRUPTED
+):
+    """:func:`timbre_lobes.scripts.run_script` for a training recipe: a run folder that does not fit, or settings
+    it cannot use (:class:`SettingsError`), are errors too."""
     return scripts.run_script(main, argv, script, errors=errors, interrupted=interrupted)
 
 
@@ -241,6 +253,9 @@ def load_run(argv, check_data=None):
         The data folder or the pretrained model is missing or unusable (nothing was created).
     timbre_lobes.checkpoints.RunFolderError
         The output folder's checkpoints come from another corpus or other sizes (nothing was written).
+    SettingsError
+        The pretrained model's front end or encoder was built with other settings
+        (:func:`check_pretrained_settings`; only the run's YAML and logs were written).
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     # Under torchrun (RANK/LOCAL_RANK set) join the process group before anything
@@ -257,6 +272,7 @@ def load_run(argv, check_data=None):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    check_pretrained_settings(hparams)  # before anything is prepared
     return hparams, run_opts
 
 
@@ -294,6 +310,9 @@ def load_overlay_run(argv, check_data=None, default_data_key="standin_folder"):
         folder or pretrained model is missing or unusable (nothing was created).
     timbre_lobes.checkpoints.RunFolderError
         The output folder's checkpoints come from another corpus or other sizes (nothing was written).
+    SettingsError
+        The pretrained model's front end or encoder was built with other settings
+        (:func:`check_pretrained_settings`; only the run's YAML and logs were written).
     """
     overlay_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
@@ -307,7 +326,7 @@ def load_overlay_run(argv, check_data=None, default_data_key="standin_folder"):
         if not os.path.isfile(base_file):
             raise FileNotFoundError(f"{overlay_file}: base_overlay {base_file!r} is not a YAML file")
         if os.path.abspath(base_file) in seen:
-            raise ValueError(f"{overlay_file}: the overlays name each other in a circle ({base_file})")
+            raise SettingsError(f"{overlay_file}: the overlays name each other in a circle ({base_file})")
         seen.append(os.path.abspath(base_file))
         with open(base_file) as handle:
             base = YAML().load(handle) or {}
@@ -324,6 +343,7 @@ def load_overlay_run(argv, check_data=None, default_data_key="standin_folder"):
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"], hyperparams_to_save=system_file, overrides=merged
     )
+    check_pretrained_settings(hparams)  # before anything is prepared
     hparams["system_hparams"] = system_file
     return hparams, run_opts
 
@@ -725,7 +745,7 @@ def initialise_from_pretrained(hparams):
     ------
     FileNotFoundError
         The export folder or one of its checkpoints is missing.
-    ValueError
+    SettingsError
         A pretrained module's sizes differ from this YAML's (the message names
         the tensors).
     """
@@ -743,7 +763,6 @@ def initialise_from_pretrained(hparams):
             raise FileNotFoundError(f"pretrained_model {folder}: {os.path.basename(path)} is missing ({name})")
     for name in EMBEDDING_MODULES:
         _check_shapes(name, hparams[name], pretrainer.paths.get(name), folder)
-    check_pretrained_settings(hparams, folder)
     pretrainer.collect_files(local_strategy=LocalStrategy.NO_LINK)
     pretrainer.load_collected()
     loaded = list(pretrainer.loadables)
@@ -770,7 +789,7 @@ def load_pretrained_heads(hparams, folder):
         mine = load_label_encoder(os.path.join(hparams["save_folder"], labels_file))
         theirs = load_label_encoder(os.path.join(folder, labels_file))
         if [mine.ind2lab[i] for i in range(len(mine))] != [theirs.ind2lab[i] for i in range(len(theirs))]:
-            raise ValueError(
+            raise SettingsError(
                 f"pretrained_heads: {folder}'s {labels_file} lists other labels than this run's "
                 f"({len(theirs)} vs {len(mine)}): its {key} cannot be reused; set pretrained_heads: False"
             )
@@ -781,22 +800,26 @@ def load_pretrained_heads(hparams, folder):
     return loaded
 
 
-def check_pretrained_settings(hparams, folder):
-    """Raises a clear ValueError when the export's front end or encoder was built with other settings.
+def check_pretrained_settings(hparams):
+    """Raises :class:`SettingsError` when ``pretrained_model``'s front end or encoder was built with other settings.
 
     A hop, a filter range or a floor has no tensor whose shape would differ, so
     :func:`_check_shapes` cannot see it; the export's ``hyperparams.yaml`` can (compared
-    with the run's resolved YAML in ``output_folder``). :func:`initialise_from_pretrained`
-    calls it; a recipe may call it earlier, before it prepares or draws anything.
+    with the run's resolved YAML in ``output_folder``). :func:`load_run` and
+    :func:`load_overlay_run` call it once the run's YAML is written, before any recipe
+    prepares or draws anything. No ``pretrained_model``: nothing to check.
     """
     from timbre_lobes.serving.inference_yaml import HPARAMS_FILE, definition_differences
 
+    folder = hparams.get("pretrained_model")
+    if not folder:
+        return
     run_file = os.path.join(hparams["output_folder"], HPARAMS_FILE)
     if not os.path.isfile(run_file) or not os.path.isfile(os.path.join(folder, HPARAMS_FILE)):
         return
     found = definition_differences(run_file, folder, ("compute_features", "embedding_model"))
     if found:
-        raise ValueError(
+        raise SettingsError(
             f"pretrained_model {folder} was built with other settings than this YAML's ({'; '.join(found[:4])}). "
             "Use the settings it was trained with (its hyperparams.yaml lists them; e.g. --hop_ms, --n_filters)."
         )
@@ -818,7 +841,7 @@ def _check_shapes(name, module, path, folder):
     missing = [key for key in mine if key not in saved]
     if differ or missing:
         detail = "; ".join(differ[:4] + [f"{k} missing there" for k in missing[:4]])
-        raise ValueError(
+        raise SettingsError(
             f"pretrained_model {folder}: its {name} has other sizes than this YAML's ({detail}). "
             "Use the sizes it was trained with (its hyperparams.yaml lists them)."
         )

@@ -80,9 +80,7 @@ def main(argv):
         argv, check_data=check_corpus, default_data_key="default_corpus_folder"
     )
     check_config(hparams)  # the evaluation settings, before anything is prepared
-    check_slot_settings(hparams)  # and the slot head's, and the pretrained model's settings
-    if hparams["pretrained_model"]:
-        training.check_pretrained_settings(hparams, hparams["pretrained_model"])
+    check_slot_settings(hparams)  # and the slot head's
     data_folder = training.resolve_data_folder(hparams)
     folders = mixture_folders(data_folder, hparams["real_folder"])
     run_on_main(prepare_nsynth, kwargs=training.nsynth_prepare_options(hparams, data_folder))

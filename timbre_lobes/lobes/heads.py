@@ -82,6 +82,22 @@ def classification_head(head_type, input_size, out_neurons):
     return LinearClassifier(input_size=input_size, out_neurons=out_neurons)
 
 
+def score_rows(head, embeddings):
+    """A classification head's scores for embeddings with any leading shape: [..., emb] -> [..., n_classes].
+
+    The heads take SpeechBrain's [n, 1, emb] (SpeechBrain's cosine ``Classifier`` would
+    misread [batch, rows, emb]), so the rows are scored one at a time in one pass.
+
+    Example
+    -------
+    >>> head = classification_head("linear", input_size=4, out_neurons=3)
+    >>> score_rows(head, torch.rand(2, 5, 4)).shape
+    torch.Size([2, 5, 3])
+    """
+    flat = embeddings.reshape(-1, 1, embeddings.shape[-1])
+    return head(flat)[:, 0].reshape(*embeddings.shape[:-1], -1)
+
+
 def head_logits(head_type, margin, scale):
     """The ``loss_fn`` of ``LogSoftmaxWrapper`` matching a head type.
 

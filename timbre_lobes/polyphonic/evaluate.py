@@ -186,7 +186,9 @@ def detection_matrix(embedded, method):
     return np.stack([detection.window_scores(r, embedded["enrolled"]) for r in _rows(embedded, method)])
 
 
-def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detection_threshold=None, n_resamples=1000):
+def score_mixture_set(
+    model, embedded, mixtures, family_thresholds=None, detection_threshold=None, n_resamples=1000, matrices=None
+):
     """Scores one embedded mixture set with each method.
 
     Arguments
@@ -207,6 +209,9 @@ def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detecti
     n_resamples : int
         Bootstrap resamples of the 95 % intervals (instruments resampled,
         :func:`timbre_lobes.polyphonic.detection.instrument_intervals`); 0 = none.
+    matrices : dict, optional
+        Filled with each method's scores, ``{method: {"detection": [n_mixtures,
+        n_instruments], "family": [n_mixtures, n_families]}}`` (for :func:`save_scores`).
 
     Returns
     -------
@@ -226,6 +231,8 @@ def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detecti
     for method in METHODS:
         scores = detection_matrix(embedded, method)
         presence = family_presence(model, embedded, method)
+        if matrices is not None:
+            matrices[method] = {"detection": scores, "family": presence}
         chosen = (family_thresholds or {}).get(method)
         if chosen is None:
             chosen = detection.best_threshold(truth_fam, presence)
@@ -243,7 +250,7 @@ def score_mixture_set(model, embedded, mixtures, family_thresholds=None, detecti
     return results
 
 
-def save_scores(path, model, embedded, mixtures, results):
+def save_scores(path, model, embedded, mixtures, results, matrices):
     """Writes one set's trial scores, atomically, so reports can be compared pair by pair.
 
     ``<set>_scores.npz``: ``instruments``, ``families``, ``mixture_ids``, ``mixture_instruments``
@@ -251,7 +258,8 @@ def save_scores(path, model, embedded, mixtures, results):
     and ``family_truth``; per method, ``<method>_detection`` ([n_mixtures, n_instruments]),
     ``<method>_family`` ([n_mixtures, n_families]) and ``<method>_family_threshold``.
     ``benchmarks/polyphonic_compare.py`` reads them for paired intervals
-    (:func:`timbre_lobes.polyphonic.detection.paired_differences`).
+    (:func:`timbre_lobes.polyphonic.detection.paired_differences`). ``results`` and
+    ``matrices``: what :func:`score_mixture_set` returned and filled for this set.
     """
     arrays = {
         "instruments": np.array(embedded["instruments"]),
@@ -263,8 +271,8 @@ def save_scores(path, model, embedded, mixtures, results):
         "family_truth": detection.presence_matrix(mixtures, model.family_labels, "family"),
     }
     for method in METHODS:
-        arrays[f"{method}_detection"] = detection_matrix(embedded, method)
-        arrays[f"{method}_family"] = family_presence(model, embedded, method)
+        arrays[f"{method}_detection"] = matrices[method]["detection"]
+        arrays[f"{method}_family"] = matrices[method]["family"]
         arrays[f"{method}_family_threshold"] = np.array(results[method]["family_presence"]["threshold"])
     with atomic_open(path, "wb") as handle:
         np.savez_compressed(handle, **arrays)
@@ -361,12 +369,15 @@ def evaluate_on_mixtures(model, folders, output_folder, config, title=None):
         embedded = embed_mixture_set(
             model, mixtures, enrol, root, config["window_seconds"], config["hop_seconds"], desc=name
         )
-        result = score_mixture_set(model, embedded, mixtures, thresholds, n_resamples=config["ci_resamples"])
+        matrices = {}
+        result = score_mixture_set(
+            model, embedded, mixtures, thresholds, n_resamples=config["ci_resamples"], matrices=matrices
+        )
         if name == valid_set:
             thresholds = {m: r["family_presence"]["threshold"] for m, r in result.items()}
         scored[name] = result
         scores_file = name.replace(" ", "_") + "_scores.npz"
-        save_scores(os.path.join(output_folder, scores_file), model, embedded, mixtures, result)
+        save_scores(os.path.join(output_folder, scores_file), model, embedded, mixtures, result, matrices)
         sets[name] = {
             "folder": folder,
             "n_mixtures": len(mixtures),

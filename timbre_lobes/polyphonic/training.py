@@ -30,6 +30,7 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataio import read_audio
 
 from timbre_lobes.lobes.embed import embed_unpadded, embed_waveform_sets, embed_waveforms
+from timbre_lobes.lobes.heads import score_rows
 from timbre_lobes.polyphonic import detection
 from timbre_lobes.polyphonic.mixtures import mix_audio, read_note, resolve_wav, sample_mixtures
 from timbre_lobes.training import TimbreBrain
@@ -360,9 +361,7 @@ class PolyphonicBrain(TimbreBrain):
             self.teacher_out = self._teacher_embeddings(batch) if self.teacher is not None else None
             return embeddings, self.modules.instrument_head(embeddings), self.modules.family_head(embeddings), lens
         embeddings = embed_unpadded(self.modules, wavs, lens, sets=self.has_slots)
-        batch_size, n_rows, size = embeddings.shape  # a head takes [n, 1, emb]: one row at a time
-        family_out = self.modules.family_head(embeddings.reshape(-1, 1, size)).reshape(batch_size, n_rows, -1)
-        return embeddings, None, family_out, lens
+        return embeddings, None, score_rows(self.modules.family_head, embeddings), lens
 
     def _teacher_embeddings(self, batch):
         """The teacher's unit embeddings of the batch's source notes, with each note's mixture and instrument.

@@ -25,6 +25,7 @@ from speechbrain.inference.classifiers import EncoderClassifier
 
 from timbre_lobes.data.audio import AudioError, audio_windows, prepare_audio, read_audio_file
 from timbre_lobes.lobes.embed import embed_unpadded
+from timbre_lobes.lobes.heads import score_rows
 
 #: One file's outcome in :meth:`TimbreEncoder.iter_embed_files`.
 FileEmbedding = collections.namedtuple("FileEmbedding", ["path", "embedding", "duration", "error"])
@@ -327,7 +328,7 @@ class TimbreEncoder(EncoderClassifier):
             raise ValueError(f"this model has no {head}")
         emb = torch.as_tensor(np.asarray(embeddings)).float().to(self.device)
         with torch.no_grad():
-            return self.mods[head](emb.reshape(-1, 1, emb.shape[-1]))[:, 0].cpu()
+            return score_rows(self.mods[head], emb.reshape(-1, emb.shape[-1])).cpu()
 
     def _head_probabilities(self, head, embeddings):
         scores = self._head_scores(head, embeddings)
