@@ -3,11 +3,13 @@
 import csv
 import json
 import os
+import random
 import re
 import shutil
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from conftest import REPO, rewrite_examples
 from hyperpyyaml import load_hyperpyyaml
@@ -182,8 +184,10 @@ def test_extraction_writes_embeddings_and_labels_and_reuses_them(nsynth_run, sha
         )
         assert (int(row["pitch"]), int(row["velocity"])) == (m["pitch"], m["velocity"])
         assert row["qualities"] == "".join(map(str, m["qualities"]))
-    # Row i of embeddings.npy is the note of row i, embedded alone as a whole note (no trim, no crop).
-    model.max_seconds, model.trim_db = None, None
+    # Row i of embeddings.npy is the note of row i, embedded alone over the first eval_seconds, as the
+    # training run's evaluation read notes (here 1 s: crops of 0.5 s starting within 0.5 s), no trim.
+    assert model.eval_seconds == 1.0
+    model.max_seconds, model.trim_db = 1.0, None
     single = model.embed_files([rows[7]["path"]])[0]
     assert np.allclose(first.embeddings[7], single, atol=1e-5)
     # A second call reads the files back; a changed examples.json makes it embed again.
@@ -331,3 +335,67 @@ def test_train_crops_per_epoch_fixes_the_epoch_size_and_covers_every_note():
     for bad in (0, -3, 2.5, True, "12"):
         with pytest.raises(ValueError, match="train_crops_per_epoch"):
             training.train_loader_options(dict(hparams, train_crops_per_epoch=bad), list(range(5)))
+
+
+@pytest.mark.parametrize("max_start", [0.0, None])
+def test_training_crops_start_within_crop_max_start_or_anywhere_in_the_note(nsynth_run, tiny_corpus, max_start):
+    hparams = {
+        "save_folder": str(nsynth_run / "save"),
+        "sample_rate": 16000,
+        "crop_seconds": 0.25,
+        "crop_max_start": max_start,
+        "stitch_notes": 0,
+        "stitch_top_db": 40,
+    }
+    datasets, _ = training.dataio_prep(hparams, str(tiny_corpus))
+    train = datasets["train"]
+    note_id = train.data_ids[0]
+    whole = soundfile.read(train.data[note_id]["wav"], dtype="float32")[0]
+    crop = 4000
+    starts = []
+    for seed in range(40):
+        random.seed(seed)  # the pipeline draws crop starts with Python's random
+        sig = train[0]["sig"].numpy()
+        assert len(sig) == crop
+        # Where in the note the crop was read from (the tiny notes' samples do not repeat exactly).
+        matches = [s for s in np.flatnonzero(whole == sig[0]) if np.array_equal(whole[s : s + crop], sig)]
+        assert matches, "the crop is not an excerpt of its note"
+        starts.append(matches[0])
+    if max_start == 0.0:
+        assert set(starts) == {0}
+    else:  # 1 s notes: starts reach the second half of the possible range [0, 12000] samples
+        assert max(starts) > 6000 and min(starts) < 6000
+        assert max(starts) <= len(whole) - crop
+
+
+def test_evaluation_embeds_the_span_of_the_note_training_crops_come_from(tiny_corpus, tmp_path):
+    out = tmp_path / "span"
+    run_recipe("transMel", tiny_corpus, out, "--eval_seconds=0.5")
+    # The export embeds every sound over that span, and says so.
+    model = TimbreEncoder.from_hparams(source=str(out / "model"), run_opts={"device": "cpu"})
+    assert model.eval_seconds == 0.5 and model.max_seconds == 0.5
+    model.min_seconds = 0.25  # shorter sounds are padded to min_seconds (1 s): not these 0.5 s excerpts
+    extraction = extract_embeddings(model, str(tiny_corpus), str(tmp_path / "emb"), progress=False)
+    whole = [torch.from_numpy(soundfile.read(row["path"], dtype="float32")[0]) for row in extraction.labels]
+    assert {len(w) for w in whole} == {16000}  # the tiny corpus's notes are 1 s long
+    first_half = model.embed_signals([w[:8000] for w in whole]).numpy()
+    np.testing.assert_allclose(extraction.embeddings, first_half, atol=1e-5)
+    assert not np.allclose(extraction.embeddings, model.embed_signals(whole).numpy(), atol=1e-3)
+    # The run's own validation and test read the same span.
+    hparams = {"save_folder": str(out / "save"), "sample_rate": 16000, "crop_seconds": 0.5, "crop_max_start": 0.5}
+    hparams.update(stitch_notes=0, stitch_top_db=40)
+    for seconds, samples in ((0.5, 8000), (None, 16000)):
+        datasets, _ = training.dataio_prep(dict(hparams, eval_seconds=seconds), str(tiny_corpus))
+        assert {len(datasets[split][i]["sig"]) for split in ("valid", "test") for i in range(3)} == {samples}
+
+
+@pytest.mark.parametrize("bad", ["-1", "0", "soon", "true"])
+def test_a_bad_eval_seconds_stops_the_run_before_anything_is_written(tiny_corpus, tmp_path, bad):
+    out = tmp_path / "bad"
+    proc = run_recipe("transMel", tiny_corpus, out, f"--eval_seconds={bad}", expect_fail=True)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "eval_seconds must be a positive number of seconds or null" in last, proc.stderr[-2000:]
+    assert not out.exists()
+    with pytest.raises(training.SettingsError, match="eval_seconds"):
+        training.eval_samples({"eval_seconds": _value(f"--x={bad}"), "sample_rate": 16000})

@@ -20,7 +20,6 @@ instrument and family heads.
 """
 
 import os
-import random
 import sys
 import time
 
@@ -265,6 +264,7 @@ def load_run(argv, check_data=None):
     check_inputs(hparams_file, overrides, check_data)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    eval_samples(hparams)  # a bad eval_seconds stops the run before anything is written
     # Before anything is written into the output folder: do its checkpoints fit this run?
     check_output_folder(hparams)
     sb.create_experiment_directory(
@@ -339,6 +339,7 @@ def load_overlay_run(argv, check_data=None, default_data_key="standin_folder"):
     check_inputs(system_file, merged, check_data)  # before the YAML's checkpointer creates a folder
     with open(system_file) as handle:
         hparams = load_hyperpyyaml(handle, merged, overrides_must_match=False)
+    eval_samples(hparams)
     check_output_folder(hparams, hparams["data_folder"] or hparams[default_data_key])
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"], hyperparams_to_save=system_file, overrides=merged
@@ -415,10 +416,14 @@ def check_inputs(hparams_file, overrides=None, check_data=None):
     FileNotFoundError
         The data folder or the pretrained model is missing or incomplete; the
         message names the path and what to give instead.
+    SettingsError
+        ``eval_seconds`` is given and is not a positive number or null.
     """
     from timbre_lobes.data.nsynth import DataFolderError
 
     settings = yaml_settings(hparams_file, overrides)
+    if not hasattr(settings.get("eval_seconds"), "tag"):  # a plain value (the YAMLs' default is computed)
+        check_eval_seconds(settings.get("eval_seconds"))
     data_folder = settings.get("data_folder")
     if isinstance(data_folder, str) and data_folder:
         if check_data is not None:
@@ -555,16 +560,18 @@ def dataio_prep(hparams, data_root):
     """Builds the train/valid/test datasets and reads the label spaces of ``save_folder``.
 
     Training notes give random crops of ``crop_seconds`` starting in
-    ``[0, crop_max_start]`` s, read from disk crop by crop (or, with
+    ``[0, crop_max_start]`` s (``None``: anywhere in the note), read from disk crop by crop (or, with
     ``stitch_notes > 1``, crops of several silence-trimmed notes of the same
-    instrument stitched together, the paper's augmentation); validation and test
-    notes are read whole.
+    instrument stitched together, the paper's augmentation); validation, test
+    and closed-set notes are read over their first ``eval_seconds`` (the YAMLs:
+    ``crop_max_start + crop_seconds``, the span training crops come from;
+    absent or ``None``: whole notes).
 
     Arguments
     ---------
     hparams : dict
         ``save_folder``, ``sample_rate``, ``crop_seconds``, ``crop_max_start``,
-        ``stitch_notes``, ``stitch_top_db``.
+        ``stitch_notes``, ``stitch_top_db``; optional ``eval_seconds``.
     data_root : str
         What ``$data_root`` stands for in the manifests' wav paths.
 
@@ -598,7 +605,7 @@ def dataio_prep(hparams, data_root):
     labelled = [datasets[s] for s in ("train", CLOSED_SET) if s in datasets]
     sample_rate = hparams["sample_rate"]
     crop = int(hparams["crop_seconds"] * sample_rate)
-    max_start = int(hparams["crop_max_start"] * sample_rate)
+    max_start = None if hparams["crop_max_start"] is None else int(hparams["crop_max_start"] * sample_rate)
     stitcher = None
     if hparams["stitch_notes"] > 1:
         stitcher = augment.NoteStitcher(
@@ -614,13 +621,17 @@ def dataio_prep(hparams, data_root):
         total = int(round(float(duration) * sample_rate))
         if total <= crop:
             return read_audio(wav)
-        start = random.randint(0, min(total - crop, max_start))
+        start = augment.crop_start(total, crop, max_start)
         return read_audio({"file": wav, "start": start, "stop": start + crop})
+
+    eval_stop = eval_samples(hparams)
 
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
     def full_audio(wav):
-        return read_audio(wav)
+        if eval_stop is None:
+            return read_audio(wav)
+        return read_audio({"file": wav, "start": 0, "stop": eval_stop})
 
     @sb.utils.data_pipeline.takes("family")
     @sb.utils.data_pipeline.provides("family_encoded")
@@ -639,6 +650,30 @@ def dataio_prep(hparams, data_root):
     sb.dataio.dataset.set_output_keys(labelled, ["id", "sig", "instrument_encoded", "family_encoded"])
     sb.dataio.dataset.set_output_keys([datasets["valid"], datasets["test"]], ["id", "sig", "family_encoded"])
     return datasets, labels
+
+
+def eval_samples(hparams):
+    """Samples of each note that validation, test and closed-set evaluation embed; None = whole notes.
+
+    ``eval_seconds`` (s) times ``sample_rate``. The CPU budget's models learn from
+    1.5 s crops of a note's first 2.5 s and judge a whole 4 s note worse than its
+    first 2.5 s: what follows the release at 3 s is a part of the note they never
+    heard (docs/experiments, finding 17).
+
+    Raises
+    ------
+    SettingsError
+        ``eval_seconds`` is not a positive number.
+    """
+    seconds = check_eval_seconds(hparams.get("eval_seconds"))
+    return None if seconds is None else int(round(seconds * hparams["sample_rate"]))
+
+
+def check_eval_seconds(seconds):
+    """``seconds`` if it is a usable ``eval_seconds`` (a positive number, or None); SettingsError otherwise."""
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0):
+        raise SettingsError(f"eval_seconds must be a positive number of seconds or null (whole notes), got {seconds!r}")
+    return seconds
 
 
 def train_loader_options(hparams, train_set):

@@ -11,8 +11,43 @@ import torch
 from speechbrain.dataio.dataio import read_audio
 
 
-def random_crop(signal, crop, max_start):
-    """A ``crop``-sample excerpt starting at a random offset in ``[0, max_start]``.
+def crop_start(total, crop, max_start=None):
+    """A random start (in samples) for a ``crop``-sample excerpt of a ``total``-sample signal.
+
+    Drawn uniformly in ``[0, min(total - crop, max_start)]``; ``max_start=None``
+    lets the crop start anywhere, so that crops reach the end of the signal
+    (a note's release and tail). 0 when the signal is no longer than ``crop``.
+
+    Example
+    -------
+    >>> crop_start(10, 4, 0)
+    0
+    >>> all(0 <= crop_start(10, 4) <= 6 for _ in range(50))
+    True
+    """
+    if total <= crop:
+        return 0
+    last = total - crop
+    return random.randint(0, last if max_start is None else min(last, max_start))
+
+
+def crop_span(crop_max_start, crop_seconds):
+    """The span of a note (s from its start) that training crops come from; None: the whole note.
+
+    The system YAMLs' ``eval_seconds``: evaluation embeds this span of each note.
+
+    Example
+    -------
+    >>> crop_span(1.0, 1.5)
+    2.5
+    >>> crop_span(None, 1.5) is None
+    True
+    """
+    return None if crop_max_start is None else float(crop_max_start) + float(crop_seconds)
+
+
+def random_crop(signal, crop, max_start=None):
+    """A ``crop``-sample excerpt starting at a random offset (:func:`crop_start`).
 
     Signals shorter than ``crop`` are returned whole (the batch pads them and
     passes relative lengths).
@@ -26,7 +61,7 @@ def random_crop(signal, crop, max_start):
     """
     if len(signal) <= crop:
         return signal
-    start = random.randint(0, min(len(signal) - crop, max_start))
+    start = crop_start(len(signal), crop, max_start)
     return signal[start : start + crop]
 
 

@@ -72,6 +72,21 @@ AUDIO_DEFAULTS = {
 }
 
 
+def audio_settings(hparams):
+    """The export's audio settings: :data:`AUDIO_DEFAULTS`, with the span of a note its evaluation embedded.
+
+    ``eval_seconds`` is the training run's (None when it has none: whole notes);
+    a run that evaluated the first ``eval_seconds`` of each note exports that as
+    its ``max_seconds`` too, so that a sound is embedded over the span the model
+    learnt from.
+    """
+    eval_seconds = hparams.get("eval_seconds")
+    settings = dict(AUDIO_DEFAULTS, eval_seconds=None if eval_seconds is None else float(eval_seconds))
+    if eval_seconds is not None:
+        settings["max_seconds"] = float(eval_seconds)
+    return settings
+
+
 def nsynth_family_encoder():
     """A ``CategoricalEncoder`` of NSynth's 11 families in NSynth's index order (the former fixed label space)."""
     encoder = CategoricalEncoder()
@@ -233,7 +248,7 @@ def _write_export(
         "sample_rate": int(hparams["sample_rate"]),
         "verification_threshold": float(threshold),
         "family_scale": float(family_scale(hparams)),
-        **AUDIO_DEFAULTS,
+        **audio_settings(hparams),
         **extra_settings,
     }
     with atomic_open(os.path.join(folder, HPARAMS_FILE)) as handle:

@@ -97,7 +97,7 @@ def extract_embeddings(model, data_folder, output_folder, batch_size=32, device=
         "data_folder": os.path.abspath(note_folder),
         "examples_json": [stat.st_size, int(stat.st_mtime)],
         "audio_files": audio_signature(os.path.join(note_folder, "audio")),
-        "audio": "whole notes",
+        "audio": "whole notes" if model.eval_seconds is None else f"first {model.eval_seconds} s of each note",
     }
     if reuse:
         cached = _read_cache(output_folder, settings)
@@ -114,8 +114,8 @@ def extract_embeddings(model, data_folder, output_folder, batch_size=32, device=
     by_path = {os.path.join(note_folder, "audio", f"{row['ID']}.wav"): row for row in rows}
     labels, embeddings = [], []
     saved = (model.max_seconds, model.trim_db, model.long_audio)
-    # Whole notes, as train.py's evaluation reads them: no leading-silence trim, no crop.
-    model.max_seconds, model.trim_db, model.long_audio = None, None, "excerpt"
+    # As train.py's evaluation reads notes: no leading-silence trim, the first eval_seconds (None: whole notes).
+    model.max_seconds, model.trim_db, model.long_audio = model.eval_seconds, None, "excerpt"
     try:
         from tqdm import tqdm
 

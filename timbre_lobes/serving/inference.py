@@ -81,6 +81,8 @@ class TimbreEncoder(EncoderClassifier):
         self.max_windows = getattr(hp, "max_windows", 30)
         #: ``long_audio: average`` reads at most this much of a file (memory: 4 bytes a sample).
         self.max_read_seconds = getattr(hp, "max_read_seconds", 600.0)
+        #: The span of a note (s from its start) the recipes' evaluation embeds; None: whole notes (older exports).
+        self.eval_seconds = getattr(hp, "eval_seconds", None)
         #: Mixture-calibrated threshold of :meth:`detect_files`, where the export has one (else None).
         detection = getattr(hp, "detection_threshold", None)
         self.detection_threshold = None if detection is None else float(detection)

@@ -209,6 +209,7 @@ KNOWN_SETTINGS = (
     "window_hop_seconds",
     "max_windows",
     "max_read_seconds",
+    "eval_seconds",
 )
 
 
@@ -221,7 +222,7 @@ def inference_yaml(settings, definitions, module_names, origin, hparams_file):
         ``system``, ``model_id``, ``sample_rate`` (Hz), ``verification_threshold``
         (cosine), ``family_scale`` and the audio settings (``max_seconds``,
         ``min_seconds``, ``trim_db``, ``long_audio``, ``window_hop_seconds``,
-        ``max_windows``, ``max_read_seconds``); any other key (an export's
+        ``max_windows``, ``max_read_seconds``, ``eval_seconds``); any other key (an export's
         ``extra_settings``, e.g. ``family_output``, ``detection_threshold``) is written
         after them as a plain value.
     definitions : dict
@@ -268,6 +269,9 @@ def inference_yaml(settings, definitions, module_names, origin, hparams_file):
         f"window_hop_seconds: {_scalar(s['window_hop_seconds'])}",
         f"max_windows: {s['max_windows']}",
         f"max_read_seconds: {_scalar(s['max_read_seconds'])}",
+        "# The recipes' evaluation (extract, evaluate, real_samples) embeds each note's first",
+        "# eval_seconds, the span the training crops came from (null: whole notes).",
+        f"eval_seconds: {_scalar(s.get('eval_seconds'))}",
         "",
         *[f"{key}: {_scalar(value)}" for key, value in s.items() if key not in KNOWN_SETTINGS],
         "",
