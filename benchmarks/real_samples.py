@@ -194,12 +194,9 @@ def run(model_folder, shared, output, device="cpu"):
 CI_KEYS = ("EER_ci", "family_micro_f1_ci", "ci_level", "ci_instruments")
 
 
-def with_ci(value, ci, spec):
-    """``18.36 [12.1, 25.0]``: a figure and its confidence interval (the figure alone without one)."""
-    return format(value, spec) if not ci else f"{value:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]"
-
-
 def markdown(report):
+    from timbre_lobes.scoring.evaluation import with_ci
+
     lines = ["| real samples | notes | EER (%) | family micro-F1 / accuracy |", "|---|---:|---:|---:|"]
     if "nsynth-test-dev" in report:
         r = report["nsynth-test-dev"]

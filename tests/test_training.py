@@ -374,6 +374,8 @@ def test_evaluation_embeds_the_span_of_the_note_training_crops_come_from(tiny_co
     # The export embeds every sound over that span, and says so.
     model = TimbreEncoder.from_hparams(source=str(out / "model"), run_opts={"device": "cpu"})
     assert model.eval_seconds == 0.5 and model.max_seconds == 0.5
+    assert "The evaluation embedded each note's first 0.5 s" in (out / "model" / "README.md").read_text()
+    assert json.loads((out / "results.json").read_text())["eval_seconds"] == 0.5
     model.min_seconds = 0.25  # shorter sounds are padded to min_seconds (1 s): not these 0.5 s excerpts
     extraction = extract_embeddings(model, str(tiny_corpus), str(tmp_path / "emb"), progress=False)
     whole = [torch.from_numpy(soundfile.read(row["path"], dtype="float32")[0]) for row in extraction.labels]

@@ -24,3 +24,16 @@ positive_int = _checked(int, lambda value: value >= 1, "a positive integer")
 positive_float = _checked(float, lambda value: value > 0, "a positive number")
 #: A number of at least 0.
 non_negative_float = _checked(float, lambda value: value >= 0, "a number of 0 or more")
+
+
+def note_span(text):
+    """``--eval_seconds``: a positive number of seconds, ``whole`` (None: whole notes) or ``model`` (the model's own).
+
+    Example
+    -------
+    >>> note_span("2.5"), note_span("whole"), note_span("model")
+    (2.5, None, 'model')
+    """
+    if text in ("whole", "model"):
+        return None if text == "whole" else text
+    return _checked(float, lambda value: value > 0, "a positive number of seconds, 'whole' or 'model'")(text)

@@ -999,6 +999,7 @@ def finish_run(brain, hparams, labels, data_folder, valid_set=None, **extra):
         wall_seconds_earlier_processes=round(clock.earlier_seconds, 1),
         device=str(brain.device),
         closed_set=closed,
+        eval_seconds=hparams.get("eval_seconds"),
         **extra,
     )
     evaluation.save_results(results, hparams["output_folder"])

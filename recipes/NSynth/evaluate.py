@@ -10,8 +10,10 @@ of the official release, ``../shared/data/nsynth-test-dev``, or a rendered
 corpus's ``nsynth-test``); a corpus root holding ``nsynth-test/`` is read as its
 test split.
 
-Every usable note is embedded whole, as ``train.py`` evaluates its test split
-(no silence trimming, no crop), by the extraction step
+Every usable note is embedded as ``train.py`` evaluates its test split: its first
+``eval_seconds`` (the model's: the span of a note its training crops came from; whole
+notes for older exports; ``--eval_seconds`` to choose, ``whole`` for whole notes), no
+silence trimming, by the extraction step
 (:mod:`timbre_lobes.serving.extract`: ``embeddings.npy`` + ``labels.csv`` in the
 output folder, reused by a second run), and classified by the model's family head. The verification trials
 are drawn with :func:`timbre_lobes.scoring.verification.make_trials` (fixed seed, the
@@ -34,6 +36,7 @@ folder. :func:`timbre_lobes.scoring.evaluate.evaluate_model` does the same from 
 import argparse
 import sys
 
+from timbre_lobes.argtypes import note_span
 from timbre_lobes.scoring.protocol import DEFAULT_PROTOCOL
 from timbre_lobes.scripts import RERUN, run_script
 from timbre_lobes.serving.cli import positive_int
@@ -55,6 +58,13 @@ def parse_args(argv):
     parser.add_argument("--trial_seed", type=int, default=DEFAULT_PROTOCOL["trial_seed"])
     for key in ("enrol_notes", "enrolments_per_instrument", "targets_per_note", "nontargets_per_note"):
         parser.add_argument(f"--{key}", type=positive_int, default=DEFAULT_PROTOCOL[key])
+    parser.add_argument(
+        "--eval_seconds",
+        type=note_span,
+        default="model",
+        help="the span of each note embedded, in s from its start: a number, 'whole', or 'model' (the default: "
+        "the model's own eval_seconds)",
+    )
     parser.add_argument("--batch_size", type=positive_int, default=32, help="notes embedded at once")
     parser.add_argument("--device", default="cpu")
     return parser.parse_args(argv)
@@ -75,6 +85,7 @@ def main(argv):
         trial_seed=args.trial_seed,
         batch_size=args.batch_size,
         device=args.device,
+        eval_seconds=args.eval_seconds,
     )
 
 

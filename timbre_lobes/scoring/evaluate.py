@@ -41,6 +41,7 @@ def evaluate_model(
     batch_size=32,
     device="cpu",
     verbose=True,
+    eval_seconds="model",
 ):
     """Scores an exported model on an NSynth-format folder and writes the result files.
 
@@ -60,6 +61,11 @@ def evaluate_model(
         Torch device of the model.
     verbose : bool
         Print the results table (and a progress bar while embedding, on a terminal).
+    eval_seconds : float or None or "model"
+        The span of each note embedded, in s from its start: ``"model"`` = the
+        export's own (``eval_seconds`` of its training run; whole notes for exports
+        that predate it), ``None`` = whole notes, a number = the first that many
+        seconds (e.g. to see what the span does: ``benchmarks/note_span.py``).
 
     Returns
     -------
@@ -82,6 +88,10 @@ def evaluate_model(
     if output_folder is None:
         output_folder = os.path.join(os.path.dirname(os.path.abspath(model_folder)), f"evaluate-{name}")
     model = TimbreEncoder.from_hparams(source=model_folder, run_opts={"device": device})
+    if eval_seconds != "model":
+        from timbre_lobes.training import check_eval_seconds
+
+        model.eval_seconds = check_eval_seconds(eval_seconds)
     extraction = extract_embeddings(
         model, note_folder, output_folder, batch_size=batch_size, progress=None if verbose else False
     )
@@ -135,6 +145,7 @@ def evaluate_model(
         embeddings_reused=extraction.reused,
         embed_notes_per_s=None if extraction.reused else round(len(ids) / max(embed_seconds, 1e-9), 2),
         protocol=protocol,
+        eval_seconds=model.eval_seconds,
     )
     write_json(os.path.join(output_folder, "results.json"), record)
     evaluation.plot_confusion(

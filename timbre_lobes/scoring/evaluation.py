@@ -167,6 +167,17 @@ def instrument_bootstrap(
     return result
 
 
+def with_ci(value, ci, spec):
+    """``18.36 [12.10, 25.00]``: a figure and its confidence interval (the figure alone without one).
+
+    Example
+    -------
+    >>> with_ci(18.364, [12.1, 25.0], ".2f"), with_ci(0.5, None, ".3f")
+    ('18.36 [12.10, 25.00]', '0.500')
+    """
+    return format(value, spec) if not ci else f"{value:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]"
+
+
 def cluster_bootstrap(n_clusters, statistic, n_resamples=1000, confidence=0.95, seed=0):
     """Percentile interval of a statistic when whole clusters (instruments) are resampled.
 

@@ -281,6 +281,7 @@ def _write_export(
         "sample_rate": settings["sample_rate"],
         "verification_threshold": settings["verification_threshold"],
         "verification_threshold_origin": origin,
+        "eval_seconds": settings["eval_seconds"],
         "validation": validation,
         "test": test,
         "head_type": hparams.get("head_type", "cosine"),

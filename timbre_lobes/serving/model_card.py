@@ -49,8 +49,9 @@ def model_card(info, definitions, final_folder):
         head's rows in order; NSynth's families when absent), ``sample_rate``,
         ``verification_threshold`` and its ``_origin``, ``validation`` (dict or
         None), ``test`` and ``files``; optionally ``training`` (a sentence on a
-        training that is not plain single-note training) and ``settings`` (the
-        serving settings the export adds, listed with :data:`SETTING_NOTES`).
+        training that is not plain single-note training), ``settings`` (the
+        serving settings the export adds, listed with :data:`SETTING_NOTES`) and
+        ``eval_seconds`` (the span of each note the evaluation embedded; None: whole notes).
     definitions : dict
         ``{module name: YAML text of its definition}``.
     final_folder : str
@@ -102,7 +103,14 @@ def model_card(info, definitions, final_folder):
         "",
         f"Trained on the NSynth-format corpus `{info['data_folder']}` "
         f"({info['n_train_instruments']} training instruments), {info['sample_rate']} Hz mono notes. "
-        "Validation and test instruments are not among the training instruments.",
+        "Validation and test instruments are not among the training instruments."
+        + (
+            f" The evaluation embedded each note's first {info['eval_seconds']:g} s (`eval_seconds`; by "
+            "default the span of a note the training crops come from), and `embed`, `verify` and `classify` "
+            f"embed a sound's first {info['eval_seconds']:g} s after its leading silence (`max_seconds`)."
+            if info.get("eval_seconds")
+            else ""
+        ),
         "",
         "## Results",
         "",
