@@ -1,5 +1,6 @@
 """Polyphonic mixtures: the sampler, its manifest, the scores, the baseline recipe and the ``detect`` verb."""
 
+import glob
 import json
 import os
 import re
@@ -10,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, rewrite_examples
+from conftest import REPO, SHARED_DATA, rewrite_examples
 from test_inference import run_cli
 from test_recipe_nsynth import run_recipe
 
@@ -626,8 +627,9 @@ def test_slot_recipe_trains_only_the_slots_and_scores_mixtures_by_their_best_slo
     from timbre_lobes.serving.inference import TimbreEncoder
 
     out = tmp_path / "slots"
+    # The run's own eval_seconds (4 s here) must not change the span single notes are embedded over.
     proc = subprocess.run(
-        [sys.executable, *slot_training_args(tiny_corpus, tiny_model, out)],
+        [sys.executable, *slot_training_args(tiny_corpus, tiny_model, out), "--eval_seconds=4.0"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -650,6 +652,11 @@ def test_slot_recipe_trains_only_the_slots_and_scores_mixtures_by_their_best_slo
     notes, folder = notes_of(tiny_corpus, "test")
     paths = [row["wav"].replace("$data_root", folder) for row in notes[:3]]
     np.testing.assert_allclose(model.embed_files(paths), single.embed_files(paths), atol=1e-5)  # other verbs
+    # Over the same span of a sound as the single-note model (its 1 s, not the polyphonic run's 4 s), so
+    # longer sounds too (4 s real notes) get exactly the single-note model's embeddings.
+    assert (model.max_seconds, model.eval_seconds) == (single.max_seconds, single.eval_seconds) == (1.0, 1.0)
+    real = sorted(glob.glob(os.path.join(SHARED_DATA, "nsynth-test-dev", "audio", "*.wav")))[:2]
+    np.testing.assert_allclose(model.embed_files(real), single.embed_files(real), atol=1e-5)
     drawn = sample_mixtures(notes, 1, seed=3, **{**SETTINGS, "min_sources": 2})[0]
     mixture = torch.as_tensor(mix_audio(drawn, folder), dtype=torch.float32)
     rows = model.mixture_embeddings(mixture, 0)

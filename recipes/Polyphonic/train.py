@@ -47,6 +47,7 @@ from timbre_lobes.polyphonic.training import (  # noqa: E402
 )
 from timbre_lobes.serving.export import export_model, family_scale  # noqa: E402
 from timbre_lobes.serving.inference import TimbreEncoder  # noqa: E402
+from timbre_lobes.serving.inference_yaml import export_span  # noqa: E402
 
 
 def read_rows(path):
@@ -161,6 +162,9 @@ def main(argv):
     out = os.path.join(hparams["output_folder"], "mixtures")
     config = {**hparams, "model": export_folder}
 
+    # Single notes (the enrolments) are embedded over the span the pretrained model embeds them.
+    span = export_span(hparams["pretrained_model"]) if hparams["pretrained_model"] else {}
+
     def export(settings):
         export_model(
             hparams,
@@ -170,7 +174,12 @@ def main(argv):
             export_folder,
             valid_set=notes["valid"],
             family_encoder=labels["family"],
-            extra_settings={"family_output": hparams["family_output"], "detection_window_seconds": 0.0, **settings},
+            extra_settings={
+                **span,
+                "family_output": hparams["family_output"],
+                "detection_window_seconds": 0.0,
+                **settings,
+            },
         )
         return TimbreEncoder.from_hparams(source=export_folder, run_opts={"device": str(brain.device)})
 

@@ -158,6 +158,23 @@ def definition_differences(hparams_file, export_folder, modules):
     return found
 
 
+def export_span(export_folder):
+    """An export's span settings: ``{"max_seconds": s, "eval_seconds": s or None}``.
+
+    What a model trained from it must keep so that its embeddings of single notes
+    live in the same space (the polyphonic recipe's enrolments). Exports that
+    predate ``eval_seconds`` give None there (whole notes) and their ``max_seconds``.
+    """
+    with open(os.path.join(export_folder, HPARAMS_FILE)) as handle:
+        theirs = YAML().load(handle) or {}
+    max_seconds = theirs.get("max_seconds", 4.0)
+    eval_seconds = theirs.get("eval_seconds")
+    return {
+        "max_seconds": None if max_seconds is None else float(max_seconds),
+        "eval_seconds": None if eval_seconds is None else float(eval_seconds),
+    }
+
+
 def _tag(node):
     tag = getattr(node, "tag", None)
     value = getattr(tag, "value", tag)

@@ -20,6 +20,9 @@ SETTING_NOTES = {
     "present or not, as in mixtures)",
     "detection_threshold": "cosine at or above which `detect` calls an enrolled instrument present in a mixture",
     "detection_window_seconds": "window length `detect` scores besides the whole clip (0: the whole clip alone)",
+    "max_seconds": "the span of a sound embedded, in s after its leading silence (here the pretrained model's, "
+    "so that single notes and enrolments are embedded as it embeds them)",
+    "eval_seconds": "the span of each note the pretrained model's evaluation embedded (null: whole notes)",
 }
 
 
