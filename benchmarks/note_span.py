@@ -25,7 +25,7 @@ import argparse
 import os
 import sys
 
-from timbre_lobes.argtypes import note_span, positive_int
+from timbre_lobes.argtypes import positive_int, span_seconds
 from timbre_lobes.atomic import atomic_open, save_figure, write_json
 
 #: The spans of the default run, in s ("whole" = None: the whole note).
@@ -36,11 +36,30 @@ def _label(span):
     return "whole" if span is None else f"{span:g} s"
 
 
-def _name(path):
-    """A folder's short name; a model's export folder (``.../<run>/model``) is named after its run."""
-    path = os.path.normpath(os.path.abspath(path))
-    base = os.path.basename(path)
-    return os.path.basename(os.path.dirname(path)) if base == "model" else base
+def short_names(paths):
+    """Distinct short names of folders: the fewest trailing path parts that tell them apart.
+
+    A model's export folder (``.../<run>/model``) is named after its run, so the
+    recipes' ``results/<system>/<seed>/model`` folders of one seed get
+    ``<system>/<seed>``.
+
+    Example
+    -------
+    >>> short_names(["/r/transMel/1986/model", "/r/melspec/1986/model"])
+    ['transMel/1986', 'melspec/1986']
+    >>> short_names(["/r/transMel/1986/model"]), short_names(["/runs/bench/transMel/model", "/data/x"])
+    (['transMel/1986'], ['transMel', 'x'])
+    """
+    parts = []
+    for path in paths:
+        split = os.path.normpath(os.path.abspath(path)).split(os.sep)
+        parts.append(split[:-1] if split[-1] == "model" and len(split) > 2 else split)
+    first = 2 if any(p[-1].isdigit() for p in parts) else 1  # a seed alone says little: name its system too
+    for depth in range(first, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(set(map(tuple, parts))):
+            return names
+    return ["/".join(p) for p in parts]
 
 
 def measure(models, folders, spans, output, batch_size=32):
@@ -58,16 +77,17 @@ def measure(models, folders, spans, output, batch_size=32):
     from timbre_lobes.scoring.evaluate import evaluate_model
 
     rows = []
+    model_names, folder_names = dict(zip(models, short_names(models))), dict(zip(folders, short_names(folders)))
     runs = [(m, f, s) for m in models for f in folders for s in spans]
     for model, folder, span in tqdm(runs, desc="evaluations", disable=not sys.stderr.isatty()):
-        out = os.path.join(output, _name(model), _name(folder), _label(span).replace(" ", ""))
+        out = os.path.join(output, model_names[model], folder_names[folder], _label(span).replace(" ", ""))
         record = evaluate_model(model, folder, out, batch_size=batch_size, verbose=False, eval_seconds=span)
         rows.append(
             {
                 "model": os.path.abspath(model),
-                "model_name": _name(model),
+                "model_name": model_names[model],
                 "folder": os.path.abspath(folder),
-                "folder_name": _name(folder),
+                "folder_name": folder_names[folder],
                 "span_seconds": span,
                 **{k: record.get(k) for k in ("EER", "minDCF", "family_micro_f1", "family_macro_f1", "n_notes")},
                 **{k: record[k] for k in ("EER_ci", "family_micro_f1_ci", "ci_level") if record.get(k) is not None},
@@ -123,15 +143,15 @@ def parse_args(argv):
     parser.add_argument(
         "--spans",
         nargs="+",
-        type=note_span,
-        default=[note_span(s) for s in DEFAULT_SPANS],
+        type=span_seconds,
+        default=[span_seconds(s) for s in DEFAULT_SPANS],
         help="spans in s from each note's start, or 'whole' (default: 1.5 2.5 3 whole)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--output", required=True, help="output folder")
     args = parser.parse_args(argv)
-    if "model" in args.spans:
-        parser.error("--spans: give numbers of seconds or 'whole' ('model' is each model's own span)")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        parser.error(f"--output {args.output} is a file: give a folder")
     return args
 
 

@@ -51,24 +51,41 @@ def test_spans_change_what_is_embedded_and_whole_is_the_recipes_evaluation(tiny_
     assert json.loads((out / "note_span.json").read_text())["rows"] == rows
 
 
-@pytest.mark.parametrize("case", ["missing model", "bad span", "model span"])
+@pytest.mark.parametrize("case", ["missing model", "negative span", "infinite span", "model span", "output is a file"])
 def test_bad_input_is_one_line_and_writes_nothing(case, tiny_model, tiny_corpus, tmp_path):
-    model, spans = str(tiny_model), ["2.5"]
+    model, spans, out = str(tiny_model), ["2.5"], tmp_path / "out"
     if case == "missing model":
         model = str(tmp_path / "nowhere")
-    elif case == "bad span":
-        spans = ["-1"]
+    elif case == "output is a file":
+        out.write_text("mine")
     else:
-        spans = ["model"]
-    out = tmp_path / "out"
+        spans = ["2.5", {"negative span": "-1", "infinite span": "inf", "model span": "model"}[case]]
     cmd = [sys.executable, SCRIPT, "--model", model, "--notes", str(tiny_corpus), "--spans", *spans]
     proc = subprocess.run([*cmd, "--output", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     expected = {
         "missing model": "no exported model at",
-        "bad span": "must be a positive number of seconds, 'whole' or 'model', got -1",
-        "model span": "give numbers of seconds or 'whole'",
+        "negative span": "must be a positive number of seconds or 'whole', got -1",
+        "infinite span": "must be a positive number of seconds or 'whole', got inf",
+        "model span": "must be a positive number of seconds or 'whole', got 'model'",
+        "output is a file": "is a file: give a folder",
     }[case]
     assert expected in last
-    assert not out.exists()
+    assert out.read_text() == "mine" if case == "output is a file" else not out.exists()
+
+
+def test_models_of_one_seed_from_two_systems_keep_their_own_rows(tiny_model, tiny_corpus, tmp_path):
+    # The recipes' layout, results/<system>/<seed>/model: both runs are "1986".
+    for system in ("transMel", "melspec"):
+        (tmp_path / "results" / system / "1986").mkdir(parents=True)
+        os.symlink(tiny_model, tmp_path / "results" / system / "1986" / "model")
+    models = [str(tmp_path / "results" / s / "1986" / "model") for s in ("transMel", "melspec")]
+    out = tmp_path / "spans"
+    rows = load_script().main(
+        ["--model", models[0], "--model", models[1], "--notes", str(tiny_corpus), "--spans", "whole"]
+        + ["--output", str(out)]
+    )
+    assert [r["model_name"] for r in rows] == ["transMel/1986", "melspec/1986"]
+    assert (out / "transMel" / "1986" / "nsynth-test" / "whole" / "results.json").exists()
+    assert (out / "melspec" / "1986" / "nsynth-test" / "whole" / "results.json").exists()

@@ -6,6 +6,8 @@ import os
 import random
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -391,7 +393,7 @@ def test_evaluation_embeds_the_span_of_the_note_training_crops_come_from(tiny_co
         assert {len(datasets[split][i]["sig"]) for split in ("valid", "test") for i in range(3)} == {samples}
 
 
-@pytest.mark.parametrize("bad", ["-1", "0", "soon", "true"])
+@pytest.mark.parametrize("bad", ["-1", "0", "soon", "true", ".inf", "[1, 2]"])
 def test_a_bad_eval_seconds_stops_the_run_before_anything_is_written(tiny_corpus, tmp_path, bad):
     out = tmp_path / "bad"
     proc = run_recipe("transMel", tiny_corpus, out, f"--eval_seconds={bad}", expect_fail=True)
@@ -401,3 +403,26 @@ def test_a_bad_eval_seconds_stops_the_run_before_anything_is_written(tiny_corpus
     assert not out.exists()
     with pytest.raises(training.SettingsError, match="eval_seconds"):
         training.eval_samples({"eval_seconds": _value(f"--x={bad}"), "sample_rate": 16000})
+
+
+@pytest.mark.parametrize("key,bad", [("crop_max_start", "-1"), ("crop_max_start", "abc"), ("crop_seconds", "0")])
+def test_bad_crop_settings_stop_the_run_before_anything_is_written(tiny_corpus, tmp_path, key, bad):
+    out = tmp_path / "bad"
+    args = [a for a in TINY if not a.startswith(f"--{key}=")] + [f"--{key}={bad}"]
+    script = os.path.join(REPO, "recipes", "NSynth", "train.py")
+    hparams = os.path.join(REPO, "hparams", "transMel.yaml")
+    cmd = [sys.executable, script, hparams, f"--data_folder={tiny_corpus}", f"--output_folder={out}", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"train.py: error: {key} must be"), proc.stderr[-2000:]
+    assert not out.exists()
+
+
+def test_eval_seconds_null_evaluates_and_exports_whole_sounds(tiny_corpus, tmp_path):
+    out = tmp_path / "whole"
+    proc = run_recipe("transMel", tiny_corpus, out, "--eval_seconds=null")
+    assert "Validation, test and closed-set evaluation embed whole notes (eval_seconds)" in proc.stdout
+    model = TimbreEncoder.from_hparams(source=str(out / "model"), run_opts={"device": "cpu"})
+    assert model.eval_seconds is None and model.max_seconds is None  # not the 4 s default
+    assert "The evaluation embedded whole notes" in (out / "model" / "README.md").read_text()
+    assert json.loads((out / "results.json").read_text())["eval_seconds"] is None

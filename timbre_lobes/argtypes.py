@@ -1,6 +1,7 @@
 """argparse types shared by the command-line verbs: a bad value is argparse's one-line usage error."""
 
 import argparse
+import math
 
 
 def _checked(convert, accept, what):
@@ -26,7 +27,7 @@ positive_float = _checked(float, lambda value: value > 0, "a positive number")
 non_negative_float = _checked(float, lambda value: value >= 0, "a number of 0 or more")
 
 
-def note_span(text):
+def note_span(text, allow_model=True):
     """``--eval_seconds``: a positive number of seconds, ``whole`` (None: whole notes) or ``model`` (the model's own).
 
     Example
@@ -34,6 +35,20 @@ def note_span(text):
     >>> note_span("2.5"), note_span("whole"), note_span("model")
     (2.5, None, 'model')
     """
-    if text in ("whole", "model"):
+    if text == "whole" or (allow_model and text == "model"):
         return None if text == "whole" else text
-    return _checked(float, lambda value: value > 0, "a positive number of seconds, 'whole' or 'model'")(text)
+    what = "a positive number of seconds or 'whole'"
+    if allow_model:
+        what = "a positive number of seconds, 'whole' or 'model'"
+    return _checked(float, lambda value: math.isfinite(value) and value > 0, what)(text)
+
+
+def span_seconds(text):
+    """A span to evaluate: a positive number of seconds or ``whole`` (None).
+
+    Example
+    -------
+    >>> span_seconds("1.5"), span_seconds("whole")
+    (1.5, None)
+    """
+    return note_span(text, allow_model=False)

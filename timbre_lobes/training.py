@@ -19,6 +19,7 @@ paths under ``$data_root``; ``save_folder`` also holds the label files
 instrument and family heads.
 """
 
+import math
 import os
 import sys
 import time
@@ -417,12 +418,13 @@ def check_inputs(hparams_file, overrides=None, check_data=None):
         The data folder or the pretrained model is missing or incomplete; the
         message names the path and what to give instead.
     SettingsError
-        ``eval_seconds`` is given and is not a positive number or null.
+        ``eval_seconds``, ``crop_seconds`` or ``crop_max_start`` is not a number of seconds it can be.
     """
     from timbre_lobes.data.nsynth import DataFolderError
 
     settings = yaml_settings(hparams_file, overrides)
-    if not hasattr(settings.get("eval_seconds"), "tag"):  # a plain value (the YAMLs' default is computed)
+    check_crop_settings(settings)
+    if not _tagged(settings.get("eval_seconds")):  # a plain value (the YAMLs' default is computed)
         check_eval_seconds(settings.get("eval_seconds"))
     data_folder = settings.get("data_folder")
     if isinstance(data_folder, str) and data_folder:
@@ -625,6 +627,8 @@ def dataio_prep(hparams, data_root):
         return read_audio({"file": wav, "start": start, "stop": start + crop})
 
     eval_stop = eval_samples(hparams)
+    span = "whole notes" if eval_stop is None else f"each note's first {hparams['eval_seconds']:g} s"
+    print(f"Validation, test and closed-set evaluation embed {span} (eval_seconds)")
 
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
@@ -657,8 +661,9 @@ def eval_samples(hparams):
 
     ``eval_seconds`` (s) times ``sample_rate``. The CPU budget's models learn from
     1.5 s crops of a note's first 2.5 s and judge a whole 4 s note worse than its
-    first 2.5 s: what follows the release at 3 s is a part of the note they never
-    heard (docs/experiments, finding 17).
+    first 2.5 s: its last 1.5 s (the end of the sustain, the release after 3 s) is
+    a part of the note they never heard (docs/experiments, finding 17). Notes
+    shorter than the span are read whole.
 
     Raises
     ------
@@ -669,11 +674,44 @@ def eval_samples(hparams):
     return None if seconds is None else int(round(seconds * hparams["sample_rate"]))
 
 
+def _is_seconds(value, minimum=0.0, strict=True):
+    """Whether ``value`` is a finite number (not a bool) above (or, not ``strict``, at least) ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value > minimum if strict else value >= minimum
+
+
 def check_eval_seconds(seconds):
-    """``seconds`` if it is a usable ``eval_seconds`` (a positive number, or None); SettingsError otherwise."""
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0):
+    """``seconds`` if it is a usable ``eval_seconds`` (a finite positive number, or None); SettingsError otherwise."""
+    if seconds is not None and not _is_seconds(seconds):
         raise SettingsError(f"eval_seconds must be a positive number of seconds or null (whole notes), got {seconds!r}")
     return seconds
+
+
+def check_crop_settings(settings):
+    """Refuses a ``crop_seconds`` that is not a positive number or a ``crop_max_start`` that is not 0 or more / null.
+
+    Only plain values are checked (a computed YAML value is a tagged node until the YAML is loaded).
+
+    Raises
+    ------
+    SettingsError
+        Naming the key and the value.
+    """
+    crop, max_start = settings.get("crop_seconds"), settings.get("crop_max_start")
+    if "crop_seconds" in settings and not _tagged(crop) and not _is_seconds(crop):
+        raise SettingsError(f"crop_seconds must be a positive number of seconds, got {crop!r}")
+    if max_start is not None and not _tagged(max_start) and not _is_seconds(max_start, strict=False):
+        raise SettingsError(
+            "crop_max_start must be a number of seconds of 0 or more, or null (anywhere in the note), "
+            f"got {max_start!r}"
+        )
+
+
+def _tagged(value):
+    """Whether a plain-loaded YAML value is a tagged node (``!ref``, ``!apply``...) rather than a value."""
+    tag = getattr(value, "tag", None)
+    return bool(getattr(tag, "value", tag))
 
 
 def train_loader_options(hparams, train_set):

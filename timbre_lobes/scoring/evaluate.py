@@ -158,7 +158,9 @@ def evaluate_model(
         print(
             f"{record['system']} on {note_folder}: {stats['n_notes']} notes of {record['n_instruments']} "
             f"instruments, {stats['n_target_trials']} target + {stats['n_nontarget_trials']} non-target "
-            f"trials, {len(extraction.skipped)} notes skipped"
+            f"trials, {len(extraction.skipped)} notes skipped; "
+            + ("whole notes" if model.eval_seconds is None else f"each note's first {model.eval_seconds:g} s")
+            + " embedded (eval_seconds)"
         )
         print(evaluation.format_results_table([record]))
         print(f"Wrote {os.path.join(output_folder, 'results.json')}")

@@ -75,16 +75,17 @@ AUDIO_DEFAULTS = {
 def audio_settings(hparams):
     """The export's audio settings: :data:`AUDIO_DEFAULTS`, with the span of a note its evaluation embedded.
 
-    ``eval_seconds`` is the training run's (None when it has none: whole notes);
-    a run that evaluated the first ``eval_seconds`` of each note exports that as
-    its ``max_seconds`` too, so that a sound is embedded over the span the model
-    learnt from.
+    ``eval_seconds`` is the training run's; a run that evaluated the first
+    ``eval_seconds`` of each note exports that as its ``max_seconds`` too, so that a
+    sound is embedded over the span the model learnt from (``eval_seconds: null``:
+    whole notes, whole sounds). A run without the key exports the defaults
+    (``max_seconds`` 4 s).
     """
-    eval_seconds = hparams.get("eval_seconds")
-    settings = dict(AUDIO_DEFAULTS, eval_seconds=None if eval_seconds is None else float(eval_seconds))
-    if eval_seconds is not None:
-        settings["max_seconds"] = float(eval_seconds)
-    return settings
+    if "eval_seconds" not in hparams:  # a run that predates it, or builds its own: the defaults
+        return dict(AUDIO_DEFAULTS, eval_seconds=None)
+    eval_seconds = None if hparams["eval_seconds"] is None else float(hparams["eval_seconds"])
+    # null: whole notes in evaluation, whole sounds (their first max_read_seconds) in use.
+    return dict(AUDIO_DEFAULTS, eval_seconds=eval_seconds, max_seconds=eval_seconds)
 
 
 def nsynth_family_encoder():
@@ -281,7 +282,7 @@ def _write_export(
         "sample_rate": settings["sample_rate"],
         "verification_threshold": settings["verification_threshold"],
         "verification_threshold_origin": origin,
-        "eval_seconds": settings["eval_seconds"],
+        **({"eval_seconds": settings["eval_seconds"]} if "eval_seconds" in hparams else {}),
         "validation": validation,
         "test": test,
         "head_type": hparams.get("head_type", "cosine"),

@@ -112,7 +112,12 @@ def model_card(info, definitions, final_folder):
             "default the span of a note the training crops come from), and `embed`, `verify` and `classify` "
             f"embed a sound's first {info['eval_seconds']:g} s after its leading silence (`max_seconds`)."
             if info.get("eval_seconds")
-            else ""
+            else (
+                " The evaluation embedded whole notes (`eval_seconds: null`), and `embed`, `verify` and `classify` "
+                "embed whole sounds after their leading silence (`max_seconds: null`)."
+                if "eval_seconds" in info
+                else ""
+            )
         ),
         "",
         "## Results",
