@@ -26,7 +26,7 @@ import os
 import sys
 
 from timbre_lobes.argtypes import positive_int, span_seconds
-from timbre_lobes.atomic import atomic_open, save_figure, write_json
+from timbre_lobes.atomic import save_figure, write_report
 
 #: The spans of the default run, in s ("whole" = None: the whole note).
 DEFAULT_SPANS = ["1.5", "2.5", "3", "whole"]
@@ -164,10 +164,8 @@ def main(argv):
         check_model_folder(model)
     folders = [resolve_note_folder(folder) for folder in args.notes]
     rows = measure(args.model, folders, args.spans, args.output, args.batch_size)
-    write_json(os.path.join(args.output, "note_span.json"), {"rows": rows})
     text = markdown(rows)
-    with atomic_open(os.path.join(args.output, "note_span.md")) as handle:
-        handle.write(text)
+    write_report(args.output, "note_span", {"rows": rows}, text)
     plot(rows, os.path.join(args.output, "note_span.png"))
     print(text)
     return rows

@@ -29,7 +29,7 @@ import tempfile
 import numpy as np
 import soundfile as sf
 
-from timbre_lobes.atomic import atomic_open, save_figure, write_json
+from timbre_lobes.atomic import save_figure, write_report
 
 #: Copy kinds: name -> (how the copy is made, format, subtype).
 COPIES = {
@@ -193,13 +193,10 @@ def main(argv):
     args.notes = [resolve_note_folder(folder) for folder in args.notes]
     model = TimbreEncoder.from_hparams(source=args.model, run_opts={"device": "cpu"})
     report = measure(model, args.notes, args.per_folder, args.seed, progress=sys.stderr.isatty())
-    os.makedirs(args.output, exist_ok=True)
     report["rows"] = summary_rows(report)
     report["model"] = os.path.abspath(args.model)
-    write_json(os.path.join(args.output, "robustness.json"), report)
     text = markdown(report, args.model)
-    with atomic_open(os.path.join(args.output, "robustness.md")) as handle:
-        handle.write(text)
+    write_report(args.output, "robustness", report, text)
     plot(report, os.path.join(args.output, "robustness.png"))
     print(text)
     return report

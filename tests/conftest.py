@@ -29,6 +29,16 @@ def shared_nsynth():
     return folder
 
 
+def load_module(path, name=None):
+    """A script that is no package module (``benchmarks/*.py``, a recipe's script), imported from its path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name or os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def rewrite_examples(root, change, splits=("train", "valid", "test")):
     """Applies ``change(metadata)`` to every note record of a corpus's ``examples.json`` files, in place."""
     for split in splits:

@@ -1,6 +1,5 @@
 """benchmarks/note_span.py: a model evaluated on the first T seconds of each note, for several T."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,17 +7,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, load_module
 from test_recipe_nsynth import run_recipe
 
 SCRIPT = os.path.join(REPO, "benchmarks", "note_span.py")
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("note_span", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(SCRIPT)
 
 
 @pytest.fixture(scope="module")

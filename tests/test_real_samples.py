@@ -1,21 +1,17 @@
 """benchmarks/real_samples.py: every real sample is mapped to a family and scored."""
 
 import glob
-import importlib.util
 import json
 import os
 
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, load_module
 from test_recipe_nsynth import run_recipe
 
 from timbre_lobes.data.nsynth_labels import FAMILIES
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("real_samples", os.path.join(REPO, "benchmarks", "real_samples.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(os.path.join(REPO, "benchmarks", "real_samples.py"))
 
 
 def test_every_shared_sample_has_an_nsynth_family():

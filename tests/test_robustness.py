@@ -1,6 +1,5 @@
 """benchmarks/robustness.py: the copies it makes and its report (the figures themselves are a benchmark)."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,17 +8,14 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO
+from conftest import REPO, load_module
 from test_recipe_nsynth import run_recipe
 
 SCRIPT = os.path.join(REPO, "benchmarks", "robustness.py")
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("robustness", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(SCRIPT)
 
 
 def test_copies_are_what_they_claim(tmp_path):

@@ -58,6 +58,19 @@ def write_json(path, obj):
         handle.write("\n")
 
 
+def write_report(folder, stem, record, text):
+    """Writes a benchmark's ``<stem>.json`` (``record``) and ``<stem>.md`` (``text``) into ``folder``, atomically.
+
+    The folder is created when missing. Returns the two paths.
+    """
+    os.makedirs(folder, exist_ok=True)
+    json_path, md_path = os.path.join(folder, f"{stem}.json"), os.path.join(folder, f"{stem}.md")
+    write_json(json_path, record)
+    with atomic_open(md_path) as handle:
+        handle.write(text)
+    return json_path, md_path
+
+
 @contextlib.contextmanager
 def replaced_folder(final):
     """Yields a new temporary folder beside ``final``; when the block ends without error it replaces ``final``.
