@@ -41,6 +41,7 @@ from timbre_lobes.lobes.embed import EMBEDDING_MODULES, embed_unpadded, embed_wa
 from timbre_lobes.scoring import evaluation
 from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL, read_trials
 from timbre_lobes.scripts import TRAINING_INTERRUPTED
+from timbre_lobes.serving.inference_yaml import yaml_tag
 
 __all__ = [
     "RunFolderError",
@@ -424,7 +425,7 @@ def check_inputs(hparams_file, overrides=None, check_data=None):
 
     settings = yaml_settings(hparams_file, overrides)
     check_crop_settings(settings)
-    if not _tagged(settings.get("eval_seconds")):  # a plain value (the YAMLs' default is computed)
+    if not yaml_tag(settings.get("eval_seconds")):  # a plain value (the YAMLs' default is computed)
         check_eval_seconds(settings.get("eval_seconds"))
     data_folder = settings.get("data_folder")
     if isinstance(data_folder, str) and data_folder:
@@ -627,8 +628,7 @@ def dataio_prep(hparams, data_root):
         return read_audio({"file": wav, "start": start, "stop": start + crop})
 
     eval_stop = eval_samples(hparams)
-    span = "whole notes" if eval_stop is None else f"each note's first {hparams['eval_seconds']:g} s"
-    print(f"Validation, test and closed-set evaluation embed {span} (eval_seconds)")
+    print(f"Validation, test and closed-set evaluation embed {augment.span_words(hparams.get('eval_seconds'))}")
 
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
@@ -674,11 +674,11 @@ def eval_samples(hparams):
     return None if seconds is None else int(round(seconds * hparams["sample_rate"]))
 
 
-def _is_seconds(value, minimum=0.0, strict=True):
-    """Whether ``value`` is a finite number (not a bool) above (or, not ``strict``, at least) ``minimum``."""
+def _is_seconds(value, zero=False):
+    """Whether ``value`` is a finite number (not a bool) above 0 (``zero``: 0 or more)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return False
-    return value > minimum if strict else value >= minimum
+    return value >= 0 if zero else value > 0
 
 
 def check_eval_seconds(seconds):
@@ -699,19 +699,13 @@ def check_crop_settings(settings):
         Naming the key and the value.
     """
     crop, max_start = settings.get("crop_seconds"), settings.get("crop_max_start")
-    if "crop_seconds" in settings and not _tagged(crop) and not _is_seconds(crop):
+    if "crop_seconds" in settings and not yaml_tag(crop) and not _is_seconds(crop):
         raise SettingsError(f"crop_seconds must be a positive number of seconds, got {crop!r}")
-    if max_start is not None and not _tagged(max_start) and not _is_seconds(max_start, strict=False):
+    if max_start is not None and not yaml_tag(max_start) and not _is_seconds(max_start, zero=True):
         raise SettingsError(
             "crop_max_start must be a number of seconds of 0 or more, or null (anywhere in the note), "
             f"got {max_start!r}"
         )
-
-
-def _tagged(value):
-    """Whether a plain-loaded YAML value is a tagged node (``!ref``, ``!apply``...) rather than a value."""
-    tag = getattr(value, "tag", None)
-    return bool(getattr(tag, "value", tag))
 
 
 def train_loader_options(hparams, train_set):

@@ -46,6 +46,17 @@ def crop_span(crop_max_start, crop_seconds):
     return None if crop_max_start is None else float(crop_max_start) + float(crop_seconds)
 
 
+def span_words(eval_seconds):
+    """``eval_seconds`` in words, for logs: ``each note's first 2.5 s (eval_seconds)`` or ``whole notes (...)``.
+
+    Example
+    -------
+    >>> span_words(2.5), span_words(None)
+    ("each note's first 2.5 s (eval_seconds)", 'whole notes (eval_seconds)')
+    """
+    return ("whole notes" if eval_seconds is None else f"each note's first {eval_seconds:g} s") + " (eval_seconds)"
+
+
 def random_crop(signal, crop, max_start=None):
     """A ``crop``-sample excerpt starting at a random offset (:func:`crop_start`).
 

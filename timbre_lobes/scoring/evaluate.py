@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from timbre_lobes.atomic import write_json
+from timbre_lobes.data.augment import span_words
 from timbre_lobes.data.nsynth import resolve_note_folder
 from timbre_lobes.scoring import evaluation
 from timbre_lobes.scoring.verification import DEFAULT_PROTOCOL, protocol_trials, write_trials
@@ -158,9 +159,7 @@ def evaluate_model(
         print(
             f"{record['system']} on {note_folder}: {stats['n_notes']} notes of {record['n_instruments']} "
             f"instruments, {stats['n_target_trials']} target + {stats['n_nontarget_trials']} non-target "
-            f"trials, {len(extraction.skipped)} notes skipped; "
-            + ("whole notes" if model.eval_seconds is None else f"each note's first {model.eval_seconds:g} s")
-            + " embedded (eval_seconds)"
+            f"trials, {len(extraction.skipped)} notes skipped; {span_words(model.eval_seconds)} embedded"
         )
         print(evaluation.format_results_table([record]))
         print(f"Wrote {os.path.join(output_folder, 'results.json')}")

@@ -81,7 +81,7 @@ def training_definitions(hparams_file, modules, head_sizes):
         if key not in tree:
             raise ValueError(f"cannot export {key}: {hparams_file} does not define it")
         node = tree[key]
-        tag = _tag(node)
+        tag = yaml_tag(node)
         if tag.startswith("!name:") and key in head_sizes:
             node = CommentedMap(node)
             node["out_neurons"] = int(head_sizes[key])
@@ -98,7 +98,7 @@ def training_definitions(hparams_file, modules, head_sizes):
 
 def _plain(node):
     """A YAML node as plain values: a tagged node keeps its tag under ``"!"``."""
-    tag = _tag(node)
+    tag = yaml_tag(node)
     if isinstance(node, dict):
         plain = {str(k): _plain(v) for k, v in node.items()}
         return {"!": tag, **plain} if tag else plain
@@ -175,7 +175,8 @@ def export_span(export_folder):
     }
 
 
-def _tag(node):
+def yaml_tag(node):
+    """A plain-loaded (ruamel) YAML node's tag (``!ref``, ``!apply:...``), or ``""`` for a plain value."""
     tag = getattr(node, "tag", None)
     value = getattr(tag, "value", tag)
     return value or ""
@@ -193,7 +194,7 @@ def _scalar(value):
 def _emit(key, node, indent, tag=None):
     """Lines of ``key: node`` in block style, tags kept, comments dropped."""
     pad = " " * indent
-    tag = _tag(node) if tag is None else tag
+    tag = yaml_tag(node) if tag is None else tag
     if isinstance(node, dict):
         head = f"{pad}{key}: {tag}".rstrip()
         if not node:
@@ -203,7 +204,7 @@ def _emit(key, node, indent, tag=None):
             lines += _emit(k, v, indent + 4)
         return lines
     if isinstance(node, (list, CommentedSeq)):
-        if all(not isinstance(v, (dict, list)) and not _tag(v) for v in node):
+        if all(not isinstance(v, (dict, list)) and not yaml_tag(v) for v in node):
             return [f"{pad}{key}: {tag + ' ' if tag else ''}[{', '.join(_scalar(v) for v in node)}]"]
         raise ValueError(f"cannot export {key}: nested lists of objects are not supported")
     if tag:  # a tagged scalar, e.g. !name:torch.nn.ReLU or !new:Foo with no arguments
